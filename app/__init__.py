@@ -1,0 +1,55 @@
+"""The HTTP API: `create_app` wires settings, store, job registry and dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import Flask, Request
+
+from app import errors, health, jobs, operations
+from app.page_tokens import PageTokens
+from app.services import Services
+from app.waiter import CompletionWaiter
+from core.config import Settings
+from core.connection import operation_store
+from core.errors import InvalidArgument
+from core.jobs import JobRegistry
+from core.jobs import registry as default_registry
+from workers.dispatch import Dispatcher
+
+
+class ApiRequest(Request):
+    """Malformed JSON is an INVALID_ARGUMENT that says what is wrong."""
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        reason = str(e).splitlines()[0][:200] if e else "not JSON"
+        raise InvalidArgument(f"the request body is not valid JSON: {reason}",
+                              reason="MALFORMED_JSON")
+
+
+def create_app(settings: Settings | None = None, redis: redis.Redis | None = None,
+               dispatcher: Dispatcher | None = None,
+               registry: JobRegistry | None = None) -> Flask:
+    """Build the API; every dependency can be injected (tests pass fakes)."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.request_class = ApiRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    store = operation_store(settings, redis)
+    app.extensions["opqueue"] = Services(
+        settings=settings,
+        store=store,
+        registry=registry or default_registry.load_modules(settings.job_modules),
+        dispatcher=dispatcher or Dispatcher.from_settings(settings),
+        page_tokens=PageTokens(store.shared_secret),
+        waiter=CompletionWaiter(store.redis, store.keys.changes()),
+    )
+    errors.register_error_handlers(app)
+    for blueprint in (operations.bp, jobs.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app

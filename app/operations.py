@@ -1,0 +1,108 @@
+"""The `google.longrunning.Operations` methods over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from app.schemas import (
+    CancelOperationRequestSchema,
+    ListOperationsArgsSchema,
+    WaitOperationRequestSchema,
+    dump_operation,
+    load_body,
+    load_query,
+)
+from app.services import services
+from core import record
+from core.errors import InvalidArgument, NotFound
+from core.names import check_operation_id, check_project, operation_name, parse_duration
+from core.operation import Operation
+from core.states import Event, State
+
+bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")
+
+
+def _require(project: str, operation_id: str) -> Operation:
+    check_project(project)
+    check_operation_id(operation_id)
+    operation = services().store.get(project, operation_id)
+    if operation is None:
+        raise _not_found(project, operation_id)
+    return operation
+
+
+def _not_found(project: str, operation_id: str) -> NotFound:
+    name = operation_name(project, operation_id)
+    return NotFound(f"operation {name} not found", reason="OPERATION_NOT_FOUND",
+                    metadata={"name": name})
+
+
+@bp.get("")
+def list_operations(project: str) -> dict[str, Any]:
+    """ListOperations: newest first, paged by opaque tokens."""
+    check_project(project)
+    args = load_query(ListOperationsArgsSchema())
+    svc = services()
+    if args["filter"]:
+        raise InvalidArgument.for_fields({"filter": "filtering is not supported"})
+    page_size = min(args["page_size"] or svc.settings.default_page_size,
+                    svc.settings.max_page_size)
+    cursor = (svc.page_tokens.read(args["page_token"], project, args["filter"])
+              if args["page_token"] else None)
+    page = svc.store.list_page(project, page_size, before=cursor)
+    body: dict[str, Any] = {"operations": [dump_operation(op) for op in page.operations]}
+    if page.cursor is not None:
+        body["nextPageToken"] = svc.page_tokens.issue(project, args["filter"], page.cursor)
+    return body
+
+
+@bp.get("/<operation_id>")
+def get_operation(project: str, operation_id: str) -> dict[str, Any]:
+    """GetOperation."""
+    return dump_operation(_require(project, operation_id))
+
+
+@bp.delete("/<operation_id>")
+def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
+    """DeleteOperation: forget the record; a running job is not cancelled."""
+    check_project(project)
+    check_operation_id(operation_id)
+    if not services().store.delete(project, operation_id):
+        raise _not_found(project, operation_id)
+    return {}
+
+
+@bp.post("/<operation_id>:cancel")
+def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
+    """CancelOperation: a queued job ends CANCELLED now, a running one is asked to stop."""
+    check_project(project)
+    check_operation_id(operation_id)
+    load_body(CancelOperationRequestSchema())
+    svc = services()
+    moved = svc.store.apply(project, operation_id, Event.REQUEST_CANCEL,
+                            {record.REQUESTED_CANCELLATION: 1})
+    if moved.before is None:
+        raise _not_found(project, operation_id)
+    if moved.after is State.CANCELLED:
+        svc.dispatcher.revoke(operation_id)
+    return {}
+
+
+@bp.post("/<operation_id>:wait")
+def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
+    """WaitOperation: the operation once done, or as it is when the timeout passes."""
+    body = load_body(WaitOperationRequestSchema())
+    svc = services()
+    limit = svc.settings.max_wait_seconds
+    timeout = min(parse_duration(body["timeout"], "timeout"), limit) if body["timeout"] else limit
+    operation = _require(project, operation_id)
+    if not operation.done:
+        svc.waiter.wait(operation.name, timeout,
+                        lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
+        operation = _require(project, operation_id)
+    return dump_operation(operation)
+
+
+_NOT_DONE = frozenset({State.PENDING, State.RUNNING, State.CANCELLING})

@@ -1,0 +1,161 @@
+"""Wire schemas: one marshmallow schema per message, camelCase on the wire.
+
+Unknown fields raise (marshmallow's default), so a misspelt field is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError, fields, post_dump, validate
+
+from core.errors import InvalidArgument, field_violations
+from core.names import DURATION as DURATION_PATTERN
+from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID, format_timestamp
+from core.operation import Operation
+
+TYPE_PREFIX = "type.googleapis.com/"
+METADATA_TYPE = TYPE_PREFIX + "opqueue.v1.OperationMetadata"
+VALUE_TYPE = TYPE_PREFIX + "google.protobuf.Value"
+MAX_LABELS = 64
+# Google's system parameters, sent by its client libraries on every call; accepted, unused.
+SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$fields", "fields", "$prettyPrint",
+                               "prettyPrint", "key", "$callback", "callback"})
+
+DURATION = validate.Regexp(DURATION_PATTERN.pattern, error="must be a duration such as '30s'")
+
+
+class RunJobRequestSchema(Schema):
+    """Body of `POST /v1/projects/{p}/jobs/{job}:run`."""
+
+    input = fields.Dict(keys=fields.String(), load_default=dict)
+    request_id = fields.String(
+        data_key="requestId", load_default="",
+        validate=validate.Regexp(OPERATION_ID.pattern, error="must be a lowercase UUID"))
+    labels = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(
+            LABEL_KEY.pattern, error="label keys are 1-63 lowercase letters, digits, _ or -, "
+                                     "starting with a letter")),
+        values=fields.String(validate=validate.Regexp(
+            LABEL_VALUE.pattern, error="label values are 0-63 lowercase letters, digits, _ or -")),
+        load_default=dict,
+        validate=validate.Length(max=MAX_LABELS, error=f"at most {MAX_LABELS} labels"))
+    timeout = fields.String(load_default=None, validate=DURATION)
+
+
+class WaitOperationRequestSchema(Schema):
+    """Body of `POST .../operations/{id}:wait`."""
+
+    timeout = fields.String(load_default=None, validate=DURATION)
+
+
+class CancelOperationRequestSchema(Schema):
+    """Body of `POST .../operations/{id}:cancel`: empty."""
+
+
+class ListOperationsArgsSchema(Schema):
+    """Query of `GET /v1/projects/{p}/operations`."""
+
+    filter = fields.String(load_default="")
+    page_size = fields.Integer(data_key="pageSize", load_default=0,
+                               validate=validate.Range(min=0, error="must not be negative"))
+    page_token = fields.String(data_key="pageToken", load_default="")
+
+
+class StatusSchema(Schema):
+    """`google.rpc.Status`."""
+
+    code = fields.Integer()
+    message = fields.String()
+    details = fields.List(fields.Dict())
+
+
+class OperationMetadataSchema(Schema):
+    """`opqueue.v1.OperationMetadata`, packed in an Any (`@type` inline)."""
+
+    type = fields.Constant(METADATA_TYPE, data_key="@type")
+    job = fields.String()
+    state = fields.Function(lambda op: op.state.value)
+    create_time = fields.Function(lambda op: format_timestamp(op.create_time),
+                                  data_key="createTime")
+    start_time = fields.Function(lambda op: _timestamp(op.start_time), data_key="startTime")
+    update_time = fields.Function(lambda op: format_timestamp(op.update_time),
+                                  data_key="updateTime")
+    end_time = fields.Function(lambda op: _timestamp(op.end_time), data_key="endTime")
+    progress_percent = fields.Integer(data_key="progressPercent")
+    status_message = fields.String(data_key="statusMessage")
+    details = fields.Dict()
+    attempt = fields.Integer()
+    worker = fields.String()
+    requested_cancellation = fields.Boolean(data_key="requestedCancellation")
+    labels = fields.Dict(keys=fields.String(), values=fields.String())
+
+    @post_dump
+    def _omit_defaults(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # proto3 JSON leaves out fields at their default value.
+        return {key: value for key, value in data.items() if value not in (None, "", 0, False, {})}
+
+
+_METADATA = OperationMetadataSchema()
+
+
+class OperationSchema(Schema):
+    """`google.longrunning.Operation`: name, metadata, done, and error xor response."""
+
+    name = fields.String()
+    metadata = fields.Function(_METADATA.dump)
+    done = fields.Boolean()
+    error = fields.Function(lambda op: op.status)
+    response = fields.Function(
+        lambda op: {"@type": VALUE_TYPE, "value": op.response} if op.state == "SUCCEEDED"
+        else None)
+
+    @post_dump
+    def _one_outcome(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {key: value for key, value in data.items() if value is not None}
+
+
+class ListOperationsResponseSchema(Schema):
+    """`google.longrunning.ListOperationsResponse`."""
+
+    operations = fields.List(fields.Nested(OperationSchema))
+    next_page_token = fields.String(data_key="nextPageToken")
+
+
+_OPERATION = OperationSchema()
+
+
+def dump_operation(operation: Operation) -> dict[str, Any]:
+    """An Operation as proto3 JSON."""
+    dumped: dict[str, Any] = _OPERATION.dump(operation)
+    return dumped
+
+
+def load_body(schema: Schema) -> dict[str, Any]:
+    """The JSON request body loaded by `schema`; an empty body counts as `{}`."""
+    data = request.get_json(force=True, silent=False) if request.get_data() else {}
+    if not isinstance(data, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return _load(schema, data)
+
+
+def load_query(schema: Schema) -> dict[str, Any]:
+    """The query string loaded by `schema`, ignoring Google's system parameters."""
+    repeated = [name for name, values in request.args.lists() if len(values) > 1]
+    if repeated:
+        raise InvalidArgument.for_fields({name: "may be given only once" for name in repeated})
+    data = {k: v for k, v in request.args.items() if k not in SYSTEM_PARAMETERS}
+    return _load(schema, data)
+
+
+def _load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        raise InvalidArgument.for_fields(field_violations(exc.messages)) from None
+    return loaded
+
+
+def _timestamp(micros: int | None) -> str | None:
+    return None if micros is None else format_timestamp(micros)

@@ -1,0 +1,32 @@
+"""The dependencies one API instance works with, wired by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from app.page_tokens import PageTokens
+from app.waiter import CompletionWaiter
+from core.config import Settings
+from core.jobs import JobRegistry
+from core.store import OperationStore
+from workers.dispatch import Dispatcher
+
+
+@dataclass(frozen=True)
+class Services:
+    """Settings, store, job registry, dispatcher, page tokens and waiter of one app."""
+
+    settings: Settings
+    store: OperationStore
+    registry: JobRegistry
+    dispatcher: Dispatcher
+    page_tokens: PageTokens
+    waiter: CompletionWaiter
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    found: Services = current_app.extensions["opqueue"]
+    return found

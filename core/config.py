@@ -1,0 +1,82 @@
+"""Settings, read once from the environment.
+
+Every environment variable opqueue understands is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DAY = 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one opqueue deployment."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = ""  # empty: use redis_url
+    key_prefix: str = "opqueue"
+    queue: str = "opqueue"
+    retention_seconds: int = 30 * DAY
+    max_wait_seconds: float = 60.0
+    default_page_size: int = 50
+    max_page_size: int = 1000
+    max_request_bytes: int = 1024 * 1024
+    cancel_grace_seconds: float = 10.0
+    job_modules: tuple[str, ...] = ("workers.jobs.demo",)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_processes: int = 2
+    web_threads: int = 128
+    log_level: str = "INFO"
+    data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def effective_broker_url(self) -> str:
+        """The Celery broker URL: the explicit one, or the Redis store's."""
+        return self.broker_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `OPQUEUE_*` variables plus `REDIS_URL` and `PORT`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            if spec.name == "extra":
+                continue
+            raw = env.get(_ENV_NAMES.get(spec.name, "OPQUEUE_" + spec.name.upper()))
+            if raw is None or raw == "":
+                continue
+            values[spec.name] = _parse(spec.name, raw, type(getattr(_DEFAULTS, spec.name)))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+_ENV_NAMES = {"redis_url": "REDIS_URL", "port": "PORT"}
+
+
+def redis_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """True when `REDIS_URL` names a Redis to use (else `make run` embeds one)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(_ENV_NAMES["redis_url"]))
+_DEFAULTS = Settings()
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets `setting`."""
+    return _ENV_NAMES.get(setting, "OPQUEUE_" + setting.upper())
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,40 @@
+"""Every Redis key opqueue uses, built from one prefix so deployments can share a Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The key layout under one prefix."""
+
+    prefix: str
+
+    def operation(self, project: str, operation_id: str) -> str:
+        """Hash holding one operation's fields."""
+        return f"{self.prefix}:op:{project}:{operation_id}"
+
+    def index(self, project: str) -> str:
+        """Sorted set of a project's operation ids, scored by create time in microseconds."""
+        return f"{self.prefix}:idx:{project}"
+
+    def request(self, project: str, request_id: str) -> str:
+        """String mapping a client's `requestId` to the operation it created."""
+        return f"{self.prefix}:req:{project}:{request_id}"
+
+    def expiry(self) -> str:
+        """Sorted set of `project/id` members of done operations, scored by expiry time."""
+        return f"{self.prefix}:expiry"
+
+    def secret(self) -> str:
+        """The deployment's page-token key, shared by every API process."""
+        return f"{self.prefix}:secret:page-token"
+
+    def changes(self) -> str:
+        """Pub/sub channel announcing every operation change."""
+        return f"{self.prefix}:changes"
+
+    def broker_prefix(self) -> str:
+        """Prefix for the Celery broker's own keys (kombu's `global_keyprefix`)."""
+        return f"{self.prefix}:broker:"

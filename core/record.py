@@ -1,0 +1,74 @@
+"""How an Operation is laid out in its Redis hash.
+
+Field names are short because every byte is paid once per stored operation; absent or
+default values are not stored at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from core.operation import Operation
+from core.states import State
+
+JOB = "job"
+STATE = "state"
+CREATE_TIME = "ct"
+UPDATE_TIME = "ut"
+START_TIME = "st"
+END_TIME = "et"
+PROGRESS_PERCENT = "pct"
+STATUS_MESSAGE = "msg"
+DETAILS = "det"
+ATTEMPT = "att"
+WORKER = "wkr"
+REQUESTED_CANCELLATION = "cxl"
+LABELS = "lbl"
+REQUEST_ID = "rid"
+RESPONSE = "resp"
+ERROR = "err"
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON, as stored in hash fields."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def new_fields(job: str, labels: Mapping[str, str], request_id: str) -> dict[str, str]:
+    """The fields of a freshly created PENDING operation (times are added by the store)."""
+    fields = {JOB: job, STATE: State.PENDING.value}
+    if labels:
+        fields[LABELS] = encode_json(dict(labels))
+    if request_id:
+        fields[REQUEST_ID] = request_id
+    return fields
+
+
+def decode(project: str, operation_id: str, raw: Mapping[str, str]) -> Operation:
+    """Rebuild an Operation from its hash."""
+    return Operation(
+        project=project,
+        id=operation_id,
+        job=raw[JOB],
+        state=State(raw[STATE]),
+        create_time=int(raw[CREATE_TIME]),
+        update_time=int(raw[UPDATE_TIME]),
+        start_time=_optional_int(raw.get(START_TIME)),
+        end_time=_optional_int(raw.get(END_TIME)),
+        progress_percent=int(raw.get(PROGRESS_PERCENT, 0)),
+        status_message=raw.get(STATUS_MESSAGE, ""),
+        details=json.loads(raw[DETAILS]) if DETAILS in raw else {},
+        attempt=int(raw.get(ATTEMPT, 0)),
+        worker=raw.get(WORKER, ""),
+        requested_cancellation=REQUESTED_CANCELLATION in raw,
+        labels=json.loads(raw[LABELS]) if LABELS in raw else {},
+        request_id=raw.get(REQUEST_ID, ""),
+        response=json.loads(raw[RESPONSE]) if RESPONSE in raw else None,
+        error=json.loads(raw[ERROR]) if ERROR in raw else None,
+    )
+
+
+def _optional_int(value: str | None) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,200 @@
+"""The Redis operation store: the only source of truth about operations.
+
+All Redis access for operations goes through `OperationStore`. Creation and every state
+transition run as one Lua script each, so they are atomic across any number of API and
+worker processes; every transition is announced on the changes channel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+import redis
+
+from core import record
+from core.keys import Keys
+from core.names import now_micros, operation_name
+from core.operation import Operation
+from core.states import TERMINAL, TRANSITIONS, Event, State
+
+_TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
+
+
+def _script(name: str) -> str:
+    return resources.files("core").joinpath("lua", name).read_text()
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What applying an event did: the state found, and the state left (None: unchanged)."""
+
+    before: State | None
+    after: State | None
+
+    @property
+    def applied(self) -> bool:
+        """True when the event moved (or refreshed) the operation."""
+        return self.after is not None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first; `cursor` is None at the end of the list."""
+
+    operations: list[Operation]
+    cursor: int | None
+
+
+class OperationStore:
+    """Reads and writes operations in Redis. The client must decode responses to str."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int) -> None:
+        self.redis = client
+        self.keys = keys
+        self.retention_seconds = retention_seconds
+        self._create = client.register_script(_script("create.lua"))
+        self._transition = client.register_script(_script("transition.lua"))
+
+    def create(
+        self,
+        project: str,
+        operation_id: str,
+        job: str,
+        labels: dict[str, str] | None = None,
+        request_id: str = "",
+    ) -> tuple[Operation, bool]:
+        """Store a new PENDING operation; with a known `request_id`, return that one instead.
+
+        Returns the operation and whether it was created by this call.
+        """
+        fields = record.new_fields(job, labels or {}, request_id)
+        request_key = self.keys.request(project, request_id) if request_id else ""
+        created, value = self._create(
+            keys=[self.keys.operation(project, operation_id), self.keys.index(project),
+                  request_key or self.keys.operation(project, operation_id)],
+            args=[operation_id, now_micros(), self.retention_seconds, "1" if request_id else "0",
+                  *[item for pair in fields.items() for item in pair]],
+        )
+        if int(created) == 0:
+            return self.require_existing(project, value), False
+        stamp = int(value)
+        return Operation(project=project, id=operation_id, job=job, state=State.PENDING,
+                         create_time=stamp, update_time=stamp, labels=dict(labels or {}),
+                         request_id=request_id), True
+
+    def get(self, project: str, operation_id: str) -> Operation | None:
+        """The operation, or None if it does not exist (never existed, deleted or expired)."""
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.operation(project, operation_id)))
+        return record.decode(project, operation_id, raw) if raw else None
+
+    def require_existing(self, project: str, operation_id: str) -> Operation:
+        """The operation named by a request key; it must exist."""
+        found = self.get(project, operation_id)
+        if found is None:
+            raise LookupError(f"{operation_name(project, operation_id)} vanished")
+        return found
+
+    def apply(
+        self,
+        project: str,
+        operation_id: str,
+        event: Event,
+        fields: dict[str, Any] | None = None,
+        *,
+        incr_attempt: bool = False,
+    ) -> Transition:
+        """Apply `event` atomically if the operation's current state allows it."""
+        now = now_micros()
+        args = {
+            "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},
+            "terminal": _TERMINAL_FLAGS,
+            "now": str(now),
+            "expires_at": now // 1_000_000 + self.retention_seconds,
+            "retention": self.retention_seconds,
+            "member": f"{project}/{operation_id}",
+            "channel": self.keys.changes(),
+            "name": operation_name(project, operation_id),
+            "incr_attempt": incr_attempt,
+            "fields": {name: str(value) for name, value in (fields or {}).items()},
+        }
+        before, after = self._transition(
+            keys=[self.keys.operation(project, operation_id), self.keys.expiry()],
+            args=[json.dumps(args)],
+        )
+        return Transition(State(before) if before else None, State(after) if after else None)
+
+    def delete(self, project: str, operation_id: str) -> bool:
+        """Forget an operation and its index entries; True if it existed."""
+        key = self.keys.operation(project, operation_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    request_id = cast(str | None, pipe.hget(key, record.REQUEST_ID))
+                    exists = pipe.exists(key)
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.zrem(self.keys.index(project), operation_id)
+                    pipe.zrem(self.keys.expiry(), f"{project}/{operation_id}")
+                    if request_id:
+                        pipe.delete(self.keys.request(project, request_id))
+                    pipe.execute()
+                    return bool(exists)
+                except redis.WatchError:
+                    continue
+
+    def list_page(self, project: str, page_size: int, before: int | None = None) -> Page:
+        """Up to `page_size` operations created before the `before` cursor, newest first."""
+        index = self.keys.index(project)
+        upper = f"({before}" if before is not None else "+inf"
+        ids = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
+            index, upper, "-inf", start=0, num=page_size + 1, withscores=True))
+        more = len(ids) > page_size
+        ids = ids[:page_size]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for operation_id, _ in ids:
+                pipe.hgetall(self.keys.operation(project, operation_id))
+            hashes = cast(list[dict[str, str]], pipe.execute())
+        operations, vanished = [], []
+        for (operation_id, _), raw in zip(ids, hashes, strict=True):
+            if raw:
+                operations.append(record.decode(project, operation_id, raw))
+            else:
+                vanished.append(operation_id)
+        if vanished:  # expired since the last reap: drop them from the index now
+            self.redis.zrem(index, *vanished)
+        cursor = int(ids[-1][1]) if more and ids else None
+        return Page(operations, cursor)
+
+    def reap_expired(self, limit: int = 100) -> int:
+        """Remove up to `limit` expired operations from their listing indexes."""
+        now = now_micros() // 1_000_000
+        members = cast(list[str], self.redis.zrangebyscore(self.keys.expiry(), "-inf", now,
+                                                           start=0, num=limit))
+        if not members:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                project, _, operation_id = member.partition("/")
+                pipe.zrem(self.keys.index(project), operation_id)
+            pipe.zrem(self.keys.expiry(), *members)
+            pipe.execute()
+        return len(members)
+
+    def shared_secret(self) -> bytes:
+        """A random 32-byte key shared by every process of this deployment, made on first use."""
+        key = self.keys.secret()
+        fresh = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        self.redis.set(key, fresh, nx=True)
+        return str(self.redis.get(key)).encode()
+
+    def state(self, project: str, operation_id: str) -> State | None:
+        """Just the operation's state (None if it does not exist): the cheap cancellation check."""
+        value = cast(str | None, self.redis.hget(self.keys.operation(project, operation_id),
+                                                 record.STATE))
+        return State(value) if value else None

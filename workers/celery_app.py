@@ -1,0 +1,95 @@
+"""The Celery app: JSON only, late acks, results kept by the operation store.
+
+`celery -A workers.celery_app worker` finds `app` here; it is built on first access from
+the environment, so importing this module (as the API does to dispatch) has no side effects.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+
+from core.config import Settings
+from core.connection import operation_store
+from core.jobs import JobRegistry, JobSpec
+from core.jobs import registry as default_registry
+from core.keys import Keys
+from core.record import encode_json
+from core.store import OperationStore
+from workers.context import OperationContext
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings every opqueue process shares."""
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"global_keyprefix": Keys(settings.key_prefix).broker_prefix()},
+        "task_default_queue": settings.queue,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
+
+
+class OpqueueCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows its opqueue settings and operation store."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("opqueue", task_cls="workers.base:OperationTask",
+                         set_as_current=False)
+        self.settings = settings
+        self.conf.update(celery_config(settings))
+
+    @cached_property
+    def store(self) -> OperationStore:
+        """The operation store, connected on first use (after the pool forks)."""
+        return operation_store(self.settings)
+
+    def register_jobs(self, registry: JobRegistry) -> OpqueueCelery:
+        """Make every registered job type a Celery task of the same name."""
+        for spec in registry:
+            self.task(
+                _task_body(spec), name=spec.name, bind=True, typing=False,
+                soft_time_limit=spec.timeout,
+                time_limit=spec.timeout + self.settings.cancel_grace_seconds,
+                max_retries=spec.max_retries, autoretry_for=spec.retry_on,
+                retry_backoff=True, retry_jitter=True)
+        return self
+
+
+def _task_body(spec: JobSpec) -> Any:
+    def run_job(task: Any, project: str, input: dict[str, Any]) -> str:
+        context = OperationContext(task.app.store, project, task.request.id,
+                                   attempt=task.request.retries + 1)
+        return encode_json(spec.run(context, input))
+
+    run_job.__name__ = run_job.__qualname__ = spec.name.replace(".", "_")
+    return run_job
+
+
+def worker_app(settings: Settings | None = None) -> OpqueueCelery:
+    """The app a worker process runs: settings from the environment, job modules loaded."""
+    settings = settings or Settings.from_env()
+    return OpqueueCelery(settings).register_jobs(
+        default_registry.load_modules(settings.job_modules))
+
+
+def __getattr__(name: str) -> OpqueueCelery:
+    # `celery -A workers.celery_app` looks up `app`; build it then, not at import.
+    if name == "app":
+        built = worker_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(name)
