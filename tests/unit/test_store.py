@@ -1,0 +1,151 @@
+import json
+
+import pytest
+
+from core import names, record
+from core.states import Event, State
+from core.store import OperationStore
+
+
+def make_operation(store: OperationStore, project: str = "demo", **kwargs: str) -> str:
+    operation_id = names.new_operation_id()
+    store.create(project, operation_id, kwargs.pop("job", "demo.sleep"), **kwargs)  # type: ignore[arg-type]
+    return operation_id
+
+
+def test_create_stores_a_pending_operation(store: OperationStore) -> None:
+    operation, created = store.create("demo", names.new_operation_id(), "demo.sleep",
+                                      {"team": "a"})
+    assert created
+    found = store.get("demo", operation.id)
+    assert found == operation
+    assert found.state is State.PENDING
+    assert found.labels == {"team": "a"}
+    assert not found.done
+
+
+def test_same_request_id_returns_the_same_operation(store: OperationStore) -> None:
+    request_id = names.new_operation_id()
+    first, created = store.create("demo", names.new_operation_id(), "demo.sleep",
+                                  request_id=request_id)
+    again, created_again = store.create("demo", names.new_operation_id(), "demo.sleep",
+                                        request_id=request_id)
+    assert created
+    assert not created_again
+    assert again.id == first.id
+    assert store.list_page("demo", 10).operations == [first]
+
+
+def test_request_ids_are_per_project(store: OperationStore) -> None:
+    request_id = names.new_operation_id()
+    first, _ = store.create("one", names.new_operation_id(), "demo.sleep", request_id=request_id)
+    other, created = store.create("two", names.new_operation_id(), "demo.sleep",
+                                  request_id=request_id)
+    assert created
+    assert other.id != first.id
+
+
+def test_create_times_are_unique_within_a_project(store: OperationStore,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.store.now_micros", lambda: 1_763_740_000_123_456)
+    ids = [make_operation(store) for _ in range(3)]
+    times = [store.get("demo", i).create_time for i in ids]  # type: ignore[union-attr]
+    assert times == [1_763_740_000_123_456, 1_763_740_000_123_457, 1_763_740_000_123_458]
+
+
+def test_transitions_follow_the_table(store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    started = store.apply("demo", operation_id, Event.START, {record.WORKER: "w1"},
+                          incr_attempt=True)
+    assert (started.before, started.after) == (State.PENDING, State.RUNNING)
+    store.apply("demo", operation_id, Event.PROGRESS, {record.PROGRESS_PERCENT: 40})
+    done = store.apply("demo", operation_id, Event.SUCCEED, {record.RESPONSE: json.dumps([1])})
+    assert done.after is State.SUCCEEDED
+    found = store.get("demo", operation_id)
+    assert found is not None
+    assert (found.worker, found.attempt, found.progress_percent) == ("w1", 1, 40)
+    assert found.response == [1]
+    assert found.end_time is not None
+    assert found.done
+
+
+@pytest.mark.parametrize("late", [Event.FAIL, Event.SUCCEED, Event.CONFIRM_CANCEL, Event.RETRY,
+                                  Event.START, Event.PROGRESS, Event.REQUEST_CANCEL])
+def test_the_first_terminal_write_wins(store: OperationStore, late: Event) -> None:
+    operation_id = make_operation(store)
+    store.apply("demo", operation_id, Event.START)
+    store.apply("demo", operation_id, Event.SUCCEED, {record.RESPONSE: "1"})
+    ignored = store.apply("demo", operation_id, late, {record.ERROR: "{}"})
+    assert ignored.before is State.SUCCEEDED
+    assert not ignored.applied
+    found = store.get("demo", operation_id)
+    assert found is not None
+    assert found.state is State.SUCCEEDED
+    assert found.error is None
+
+
+def test_done_operations_expire_after_the_retention_period(store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    key = store.keys.operation("demo", operation_id)
+    assert store.redis.ttl(key) == -1
+    store.apply("demo", operation_id, Event.REQUEST_CANCEL)
+    assert 0 < store.redis.ttl(key) <= store.retention_seconds  # type: ignore[operator]
+
+
+def test_a_deleted_operation_is_never_written_again(store: OperationStore) -> None:
+    operation_id = make_operation(store, request_id=names.new_operation_id())
+    store.apply("demo", operation_id, Event.START)
+    assert store.delete("demo", operation_id)
+    late = store.apply("demo", operation_id, Event.PROGRESS, {record.PROGRESS_PERCENT: 50})
+    assert late.before is None
+    assert store.get("demo", operation_id) is None
+    assert store.redis.keys("*") == []  # nothing of it is left behind
+
+
+def test_delete_of_an_unknown_operation_says_so(store: OperationStore) -> None:
+    assert not store.delete("demo", names.new_operation_id())
+
+
+def test_pages_run_newest_first_without_repeats_while_operations_are_added(
+        store: OperationStore) -> None:
+    created = [make_operation(store) for _ in range(5)]
+    first = store.list_page("demo", 2)
+    make_operation(store)  # a newer one must not shift the pages already being read
+    second = store.list_page("demo", 2, before=first.cursor)
+    third = store.list_page("demo", 2, before=second.cursor)
+    seen = [op.id for page in (first, second, third) for op in page.operations]
+    assert seen == created[::-1]
+    assert third.cursor is None
+
+
+def test_listing_skips_and_unindexes_operations_that_expired(store: OperationStore) -> None:
+    kept, gone = make_operation(store), make_operation(store)
+    store.redis.delete(store.keys.operation("demo", gone))
+    page = store.list_page("demo", 10)
+    assert [op.id for op in page.operations] == [kept]
+    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [kept]
+
+
+def test_reaping_removes_expired_operations_from_the_index(store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    store.apply("demo", operation_id, Event.REQUEST_CANCEL)
+    store.redis.zadd(store.keys.expiry(), {f"demo/{operation_id}": 0})  # due long ago
+    assert store.reap_expired() == 1
+    assert store.redis.zcard(store.keys.index("demo")) == 0
+    assert store.reap_expired() == 0
+
+
+def test_every_transition_is_announced(store: OperationStore) -> None:
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(store.keys.changes())
+    operation_id = make_operation(store)
+    store.apply("demo", operation_id, Event.REQUEST_CANCEL)
+    messages = [pubsub.get_message(timeout=1) for _ in range(2)]  # the first is the subscribe
+    message = next(m for m in messages if m is not None)
+    assert json.loads(message["data"]) == {
+        "name": names.operation_name("demo", operation_id), "state": "CANCELLED"}
+
+
+def test_the_shared_secret_is_made_once(store: OperationStore) -> None:
+    assert store.shared_secret() == store.shared_secret()
+    assert len(store.shared_secret()) == 44
