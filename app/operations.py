@@ -16,7 +16,8 @@ from app.schemas import (
 )
 from app.services import services
 from core import record
-from core.errors import InvalidArgument, NotFound
+from core.errors import NotFound
+from core.filtering import compile_filter
 from core.names import check_operation_id, check_project, operation_name, parse_duration
 from core.operation import Operation
 from core.states import Event, State
@@ -45,13 +46,16 @@ def list_operations(project: str) -> dict[str, Any]:
     check_project(project)
     args = load_query(ListOperationsArgsSchema())
     svc = services()
-    if args["filter"]:
-        raise InvalidArgument.for_fields({"filter": "filtering is not supported"})
+    selected = compile_filter(args["filter"])
     page_size = min(args["page_size"] or svc.settings.default_page_size,
                     svc.settings.max_page_size)
-    cursor = (svc.page_tokens.read(args["page_token"], project, args["filter"])
-              if args["page_token"] else None)
-    page = svc.store.list_page(project, page_size, before=cursor)
+    since, until = selected.create_time_bounds() if selected else (None, None)
+    if args["page_token"]:
+        cursor = svc.page_tokens.read(args["page_token"], project, args["filter"])
+        until = cursor if until is None else min(cursor, until)
+    page = svc.store.list_page(project, page_size, before=until, since=since,
+                               matches=selected.matches if selected else None,
+                               scan_limit=svc.settings.list_scan_limit)
     body: dict[str, Any] = {"operations": [dump_operation(op) for op in page.operations]}
     if page.cursor is not None:
         body["nextPageToken"] = svc.page_tokens.issue(project, args["filter"], page.cursor)

@@ -25,6 +25,7 @@ class Settings:
     max_wait_seconds: float = 60.0
     default_page_size: int = 50
     max_page_size: int = 1000
+    list_scan_limit: int = 5000  # operations a filtered ListOperations call examines at most
     max_request_bytes: int = 1024 * 1024
     cancel_grace_seconds: float = 10.0
     job_modules: tuple[str, ...] = ("workers.jobs.demo",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
@@ -22,6 +23,8 @@ from core.names import now_micros, operation_name
 from core.operation import Operation
 from core.states import TERMINAL, TRANSITIONS, Event, State
 
+# How many index entries a filtered listing examines per round trip.
+SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 
 
@@ -148,28 +151,56 @@ class OperationStore:
                 except redis.WatchError:
                     continue
 
-    def list_page(self, project: str, page_size: int, before: int | None = None) -> Page:
-        """Up to `page_size` operations created before the `before` cursor, newest first."""
+    def list_page(
+        self,
+        project: str,
+        page_size: int,
+        *,
+        before: int | None = None,
+        since: int | None = None,
+        matches: Callable[[Operation], bool] | None = None,
+        scan_limit: int = 5000,
+    ) -> Page:
+        """Up to `page_size` operations created in [since, before), newest first.
+
+        With `matches`, operations are examined in index order and at most `scan_limit` of
+        them per call, so a page costs the same however many operations a project holds; a
+        page may then come back short, with a cursor to go on from.
+        """
         index = self.keys.index(project)
-        upper = f"({before}" if before is not None else "+inf"
-        ids = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
-            index, upper, "-inf", start=0, num=page_size + 1, withscores=True))
-        more = len(ids) > page_size
-        ids = ids[:page_size]
+        lower = "-inf" if since is None else str(since)
+        chunk = page_size if matches is None else max(page_size, SCAN_CHUNK)
+        found: list[Operation] = []
+        examined, last = 0, before
+        while len(found) < page_size and examined < scan_limit:
+            upper = "+inf" if last is None else f"({last}"
+            ids = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
+                index, upper, lower, start=0, num=min(chunk, scan_limit - examined),
+                withscores=True))
+            if not ids:
+                return Page(found, None)
+            loaded = self._load(project, [operation_id for operation_id, _ in ids])
+            for operation_id, score in ids:
+                examined, last = examined + 1, int(score)
+                operation = loaded.get(operation_id)
+                if operation is not None and (matches is None or matches(operation)):
+                    found.append(operation)
+                    if len(found) == page_size:
+                        break
+        more = self.redis.zrevrangebyscore(index, f"({last}", lower, start=0, num=1)
+        return Page(found, last if more else None)
+
+    def _load(self, project: str, operation_ids: list[str]) -> dict[str, Operation]:
+        """Operations by id; ids whose hash has expired are dropped from the index."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for operation_id, _ in ids:
+            for operation_id in operation_ids:
                 pipe.hgetall(self.keys.operation(project, operation_id))
             hashes = cast(list[dict[str, str]], pipe.execute())
-        operations, vanished = [], []
-        for (operation_id, _), raw in zip(ids, hashes, strict=True):
-            if raw:
-                operations.append(record.decode(project, operation_id, raw))
-            else:
-                vanished.append(operation_id)
-        if vanished:  # expired since the last reap: drop them from the index now
-            self.redis.zrem(index, *vanished)
-        cursor = int(ids[-1][1]) if more and ids else None
-        return Page(operations, cursor)
+        vanished = [i for i, raw in zip(operation_ids, hashes, strict=True) if not raw]
+        if vanished:  # expired since the last reap
+            self.redis.zrem(self.keys.index(project), *vanished)
+        return {i: record.decode(project, i, raw)
+                for i, raw in zip(operation_ids, hashes, strict=True) if raw}
 
     def reap_expired(self, limit: int = 100) -> int:
         """Remove up to `limit` expired operations from their listing indexes."""

@@ -99,8 +99,8 @@ def test_page_size_is_capped_and_defaulted(client: FlaskClient,
     asked: list[int] = []
     real = store.list_page
     monkeypatch.setattr(store, "list_page",
-                        lambda project, size, before=None: asked.append(size) or real(
-                            project, size, before))
+                        lambda project, size, **kwargs: asked.append(size) or real(
+                            project, size, **kwargs))
     client.get("/v1/projects/demo/operations")
     client.get("/v1/projects/demo/operations?pageSize=0")
     client.get("/v1/projects/demo/operations?pageSize=5000")
@@ -190,3 +190,53 @@ def test_wait_rejects_a_bad_timeout(client: FlaskClient) -> None:
     operation = submit(client)
     answer = client.post(f"/v1/{operation['name']}:wait", json={"timeout": "-1s"})
     assert answer.status_code == 400
+
+
+def list_all(client: FlaskClient, project: str = "demo", **query: Any) -> list[str]:
+    names, token = [], ""
+    while True:
+        page = client.get(f"/v1/projects/{project}/operations",
+                          query_string={**query, **({"pageToken": token} if token else {})})
+        assert page.status_code == 200, page.get_json()
+        names += [op["name"] for op in page.get_json()["operations"]]
+        token = page.get_json().get("nextPageToken", "")
+        if not token:
+            return names
+
+
+def test_filters_select_by_state_job_and_labels(client: FlaskClient) -> None:
+    red = submit(client, labels={"colour": "red"})
+    blue = submit(client, labels={"colour": "blue"})
+    failing = submit(client, job="demo.fail", input={})
+    client.post(f"/v1/{blue['name']}:cancel")
+    assert list_all(client, filter="metadata.labels.colour = red") == [red["name"]]
+    assert list_all(client, filter="done = true") == [blue["name"]]
+    assert list_all(client, filter='metadata.job = "demo.fail"') == [failing["name"]]
+    assert list_all(client, filter="NOT done = true AND metadata.state = PENDING",
+                    pageSize=1) == [failing["name"], red["name"]]
+
+
+def test_create_time_filters_narrow_the_listing(client: FlaskClient) -> None:
+    older = submit(client)
+    newer = submit(client)
+    cut = newer["metadata"]["createTime"]
+    assert list_all(client, filter=f'metadata.createTime >= "{cut}"') == [newer["name"]]
+    assert list_all(client, filter=f'metadata.createTime < "{cut}"') == [older["name"]]
+
+
+def test_a_token_is_bound_to_its_filter(client: FlaskClient) -> None:
+    for _ in range(3):
+        submit(client)
+    page = client.get("/v1/projects/demo/operations",
+                      query_string={"filter": "done = false", "pageSize": 1}).get_json()
+    answer = client.get("/v1/projects/demo/operations",
+                        query_string={"filter": "done = true",
+                                      "pageToken": page["nextPageToken"]})
+    assert answer.status_code == 400
+    assert "filter" in answer.get_json()["error"]["message"]
+
+
+def test_a_bad_filter_says_what_is_wrong(client: FlaskClient) -> None:
+    answer = client.get("/v1/projects/demo/operations", query_string={"filter": "name = x"})
+    assert answer.status_code == 400
+    assert "name" in answer.get_json()["error"]["message"]

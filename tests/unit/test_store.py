@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 
@@ -7,9 +8,9 @@ from core.states import Event, State
 from core.store import OperationStore
 
 
-def make_operation(store: OperationStore, project: str = "demo", **kwargs: str) -> str:
+def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) -> str:
     operation_id = names.new_operation_id()
-    store.create(project, operation_id, kwargs.pop("job", "demo.sleep"), **kwargs)  # type: ignore[arg-type]
+    store.create(project, operation_id, kwargs.pop("job", "demo.sleep"), **kwargs)
     return operation_id
 
 
@@ -149,3 +150,25 @@ def test_every_transition_is_announced(store: OperationStore) -> None:
 def test_the_shared_secret_is_made_once(store: OperationStore) -> None:
     assert store.shared_secret() == store.shared_secret()
     assert len(store.shared_secret()) == 44
+
+
+def test_a_filtered_page_examines_at_most_the_scan_limit(store: OperationStore) -> None:
+    wanted = make_operation(store, labels={"k": "v"})
+    for _ in range(30):
+        make_operation(store)
+
+    def has_label(operation: object) -> bool:
+        return bool(operation.labels)  # type: ignore[attr-defined]
+
+    first = store.list_page("demo", 5, matches=has_label, scan_limit=20)
+    assert first.operations == []  # a short page: the scan stopped, the list did not end
+    assert first.cursor is not None
+    second = store.list_page("demo", 5, before=first.cursor, matches=has_label, scan_limit=20)
+    assert [op.id for op in second.operations] == [wanted]
+    assert second.cursor is None
+
+
+def test_a_page_that_ends_exactly_at_the_list_end_has_no_cursor(store: OperationStore) -> None:
+    for _ in range(2):
+        make_operation(store)
+    assert store.list_page("demo", 2).cursor is None
