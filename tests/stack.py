@@ -8,6 +8,7 @@ deleted at the end; nothing else is touched.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,6 +45,15 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30.0, what: str =
         time.sleep(0.02)
 
 
+def procfile_command(kind: str) -> list[str]:
+    """The command the Procfile runs for process type `kind`, as an argument list."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == kind:
+            return shlex.split(command)
+    raise KeyError(f"no {kind!r} process in the Procfile")
+
+
 @contextmanager
 def redis_url(workdir: Path) -> Iterator[str]:
     """`REDIS_URL` if configured, else a private embedded Redis for the duration."""
@@ -75,6 +85,7 @@ class Stack:
             "OPQUEUE_QUEUE": self.prefix,
             "PORT": str(self.port),
             "PYTHONPATH": str(ROOT),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
             **self.extra_env,
         }
@@ -94,9 +105,8 @@ class Stack:
         return operation_store(self.settings)
 
     def start_web(self) -> None:
-        """Start gunicorn and wait for /readyz."""
-        self._spawn("web", [sys.executable, "-m", "gunicorn", "--config",
-                            "python:app.gunicorn_conf", "app:create_app()"])
+        """Start the Procfile's `web` command and wait for /readyz."""
+        self._spawn("web", procfile_command("web"))
 
         def ready() -> bool:
             try:
@@ -107,10 +117,9 @@ class Stack:
         eventually(ready, what="the API to be ready")
 
     def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> None:
-        """Start a Celery worker node `name@%h` and wait until it answers a ping."""
-        self._spawn(name, [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                           "-n", f"{name}@%h", "--concurrency", str(concurrency),
-                           "--loglevel", "INFO", "--without-gossip", *extra])
+        """Start the Procfile's `worker` command as node `name@%h`; wait for it to answer."""
+        self._spawn(name, [*procfile_command("worker"), "-n", f"{name}@%h",
+                           "--concurrency", str(concurrency), "--without-gossip", *extra])
         control = OpqueueCelery(self.settings)
         eventually(lambda: any(name in node for reply in control.control.ping(timeout=0.5)
                                for node in reply), what=f"worker {name} to answer")

@@ -1,0 +1,13 @@
+# One image for both roles: docker-compose.yml runs it as `web` and as `worker`.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /srv/opqueue
+COPY pyproject.toml README.md ./
+COPY core core
+COPY workers workers
+COPY app app
+COPY opqueue opqueue
+RUN pip install --no-cache-dir . && useradd --system --no-create-home opqueue
+USER opqueue
+EXPOSE 8000
+CMD ["gunicorn", "--config", "python:app.gunicorn_conf", "app:create_app()"]

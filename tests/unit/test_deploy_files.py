@@ -1,0 +1,46 @@
+"""docker-compose.yml runs what the Procfile runs (and the integration tests run that)."""
+
+import shlex
+from typing import Any
+
+import yaml
+
+from tests.stack import ROOT, procfile_command
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_compose_runs_the_procfile_commands() -> None:
+    services = compose()["services"]
+    for kind in ("web", "worker"):
+        assert procfile_command(kind) == yaml_command(services[kind]["command"])
+
+
+def yaml_command(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else command
+
+
+def test_compose_redis_keeps_its_data_append_only() -> None:
+    redis = compose()["services"]["redis"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_compose_workers_can_scale_and_all_services_share_one_redis() -> None:
+    services = compose()["services"]
+    worker = services["worker"]
+    assert "container_name" not in worker  # --scale worker=N needs generated names
+    assert "ports" not in worker
+    for name in ("web", "worker"):
+        assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["web"]["environment"]["OPQUEUE_HOST"] == "0.0.0.0"
+
+
+def test_the_image_installs_every_package_it_runs() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("core", "workers", "app", "opqueue"):
+        assert f"COPY {package} {package}" in dockerfile
