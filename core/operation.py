@@ -10,8 +10,6 @@ from core.errors import Cancelled
 from core.names import operation_name
 from core.states import TERMINAL, State
 
-CANCELLED_STATUS = Cancelled("the operation was cancelled").status()
-
 
 @dataclass(frozen=True)
 class Operation:
@@ -50,7 +48,7 @@ class Operation:
     def status(self) -> dict[str, Any] | None:
         """The `google.rpc.Status` of a failed or cancelled operation, else None."""
         if self.state is State.CANCELLED:
-            return self.error or CANCELLED_STATUS
+            return self.error or Cancelled("the operation was cancelled").status()
         if self.state is State.FAILED:
             return self.error or {"code": int(Code.UNKNOWN), "message": "failed", "details": []}
         return None
