@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit integration bench clean
+.PHONY: install run test lint typecheck unit integration bench clean protos
 
 install: $(STAMP)
 
@@ -33,6 +33,16 @@ integration: install
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Regenerate opqueue/v1/*_pb2.py(i) (messages only, no gRPC stubs) with the pinned grpcio-tools.
+# googleapis-common-protos ships google/longrunning/operations.proto as operations_proto.proto,
+# so that one file is mapped back to its real import path.
+protos: install
+	common=$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') && \
+	wkt=$$($(BIN)/python -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))') && \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos \
+		-Igoogle/longrunning/operations.proto=$$common/google/longrunning/operations_proto.proto \
+		-I$$common -I$$wkt --python_out=. --pyi_out=. protos/opqueue/v1/operation_metadata.proto
 
 bench: install
 	$(BIN)/python bench/run.py

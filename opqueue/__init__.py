@@ -1,0 +1,1 @@
+"""Published protobuf messages of opqueue, for clients that parse its JSON strictly."""
