@@ -18,7 +18,13 @@ from app.services import services
 from core import record
 from core.errors import NotFound
 from core.filtering import compile_filter
-from core.names import check_operation_id, check_project, operation_name, parse_duration
+from core.names import (
+    check_operation_id,
+    check_project,
+    now_micros,
+    operation_name,
+    parse_duration,
+)
 from core.operation import Operation
 from core.states import Event, State
 
@@ -86,7 +92,7 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
     load_body(CancelOperationRequestSchema())
     svc = services()
     moved = svc.store.apply(project, operation_id, Event.REQUEST_CANCEL,
-                            {record.REQUESTED_CANCELLATION: 1})
+                            {record.REQUESTED_CANCELLATION: now_micros()})
     if moved.before is None:
         raise _not_found(project, operation_id)
     if moved.after is State.CANCELLED:

@@ -28,6 +28,7 @@ class Settings:
     list_scan_limit: int = 5000  # operations a filtered ListOperations call examines at most
     max_request_bytes: int = 1024 * 1024
     cancel_grace_seconds: float = 10.0
+    supervise_interval_seconds: float = 0.5  # how often a worker checks the jobs it runs
     job_modules: tuple[str, ...] = ("workers.jobs.demo",)
     host: str = "127.0.0.1"
     port: int = 8000

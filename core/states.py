@@ -46,11 +46,8 @@ TRANSITIONS: dict[Event, dict[State, State]] = {
         State.RUNNING: State.FAILED,
         State.CANCELLING: State.FAILED,
     },
-    Event.REQUEST_CANCEL: {
-        State.PENDING: State.CANCELLED,
-        State.RUNNING: State.CANCELLING,
-        State.CANCELLING: State.CANCELLING,
-    },
+    # Asking again while CANCELLING changes nothing, so the grace period is never extended.
+    Event.REQUEST_CANCEL: {State.PENDING: State.CANCELLED, State.RUNNING: State.CANCELLING},
     Event.CONFIRM_CANCEL: {
         State.PENDING: State.CANCELLED,
         State.RUNNING: State.CANCELLED,

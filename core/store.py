@@ -224,6 +224,16 @@ class OperationStore:
         self.redis.set(key, fresh, nx=True)
         return str(self.redis.get(key)).encode()
 
+    def cancellations(self, refs: list[tuple[str, str]]) -> list[tuple[State | None, int | None]]:
+        """For (project, id) pairs: each one's state and when its cancellation was asked for."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for project, operation_id in refs:
+                pipe.hmget(self.keys.operation(project, operation_id),
+                           [record.STATE, record.REQUESTED_CANCELLATION])
+            rows = cast(list[list[str | None]], pipe.execute())
+        return [(State(state) if state else None, int(asked) if asked else None)
+                for state, asked in rows]
+
     def state(self, project: str, operation_id: str) -> State | None:
         """Just the operation's state (None if it does not exist): the cheap cancellation check."""
         value = cast(str | None, self.redis.hget(self.keys.operation(project, operation_id),

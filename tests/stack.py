@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import redis
 import requests
 
@@ -120,9 +121,21 @@ class Stack:
         """Start the Procfile's `worker` command as node `name@%h`; wait for it to answer."""
         self._spawn(name, [*procfile_command("worker"), "-n", f"{name}@%h",
                            "--concurrency", str(concurrency), "--without-gossip", *extra])
-        control = OpqueueCelery(self.settings)
-        eventually(lambda: any(name in node for reply in control.control.ping(timeout=0.5)
+        control = self.worker_control()
+        eventually(lambda: any(name in node for reply in control.ping(timeout=0.5)
                                for node in reply), what=f"worker {name} to answer")
+
+    def web_connections(self) -> int:
+        """Client connections the API's processes hold open right now."""
+        web = psutil.Process(self.processes["web"].pid)
+        return sum(1 for process in (web, *web.children(recursive=True))
+                   for connection in process.net_connections(kind="tcp")
+                   if connection.status == psutil.CONN_ESTABLISHED
+                   and connection.laddr and connection.laddr.port == self.port)
+
+    def worker_control(self) -> Any:
+        """Celery's remote control of this stack's workers (ping, inspect)."""
+        return OpqueueCelery(self.settings).control
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Stop one process (and wait for it)."""

@@ -71,7 +71,8 @@ class OperationTask(Task):  # type: ignore[misc]
         """→ CANCELLED for a honoured cancel, else → FAILED with the error's Status."""
         name = operation_name(kwargs["project"], task_id)
         if isinstance(exc, Cancelled):
-            self.app.store.apply(kwargs["project"], task_id, Event.CONFIRM_CANCEL)
+            self.app.store.apply(kwargs["project"], task_id, Event.CONFIRM_CANCEL,
+                                 {record.STATUS_MESSAGE: "cancelled: the job stopped as asked"})
             log.info("cancelled %s", name)
             return
         status = failure_status(exc, self.name)

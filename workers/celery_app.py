@@ -20,6 +20,7 @@ from core.keys import Keys
 from core.record import encode_json
 from core.store import OperationStore
 from workers.context import OperationContext
+from workers.supervisor import Supervisor
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
                          set_as_current=False)
         self.settings = settings
         self.conf.update(celery_config(settings))
+        self.steps["worker"].add(Supervisor)
         if store is not None:
             self.store = store
 

@@ -20,9 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # A short grace period keeps the terminate-after-grace tests quick.
-    with running_stack(tmp_path_factory.mktemp("stack"),
-                       OPQUEUE_CANCEL_GRACE_SECONDS="2") as deployment:
+    # A short grace period and wait cap keep the tests of both quick.
+    with running_stack(tmp_path_factory.mktemp("stack"), OPQUEUE_CANCEL_GRACE_SECONDS="2",
+                       OPQUEUE_MAX_WAIT_SECONDS="3") as deployment:
         yield deployment
 
 

@@ -5,7 +5,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from core import record
-from core.states import Event
+from core.states import Event, State
 from core.store import OperationStore
 from tests.conftest import run_job
 from tests.fakes import RecordingDispatcher
@@ -240,3 +240,14 @@ def test_a_bad_filter_says_what_is_wrong(client: FlaskClient) -> None:
     answer = client.get("/v1/projects/demo/operations", query_string={"filter": "name = x"})
     assert answer.status_code == 400
     assert "name" in answer.get_json()["error"]["message"]
+
+
+def test_asking_again_does_not_extend_the_grace_period(client: FlaskClient,
+                                                       store: OperationStore) -> None:
+    operation = submit(client)
+    ident = operation_id(operation)
+    store.apply("demo", ident, Event.START)
+    client.post(f"/v1/{operation['name']}:cancel")
+    [(_, first_asked)] = store.cancellations([("demo", ident)])
+    assert client.post(f"/v1/{operation['name']}:cancel").get_json() == {}
+    assert store.cancellations([("demo", ident)]) == [(State.CANCELLING, first_asked)]
