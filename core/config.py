@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 24 * 60 * 60
@@ -36,7 +36,6 @@ class Settings:
     web_threads: int = 128
     log_level: str = "INFO"
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def effective_broker_url(self) -> str:
@@ -49,8 +48,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for spec in fields(cls):
-            if spec.name == "extra":
-                continue
             raw = env.get(_ENV_NAMES.get(spec.name, "OPQUEUE_" + spec.name.upper()))
             if raw is None or raw == "":
                 continue
