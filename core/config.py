@@ -29,6 +29,9 @@ class Settings:
     max_request_bytes: int = 1024 * 1024
     cancel_grace_seconds: float = 10.0
     supervise_interval_seconds: float = 0.5  # how often a worker checks the jobs it runs
+    lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
+    max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
+    broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
     job_modules: tuple[str, ...] = ("workers.jobs.demo",)
     host: str = "127.0.0.1"
     port: int = 8000

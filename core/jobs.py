@@ -47,6 +47,7 @@ class JobSpec:
     max_timeout: float = 24 * 60 * 60.0
     max_retries: int = 0
     retry_on: tuple[type[Exception], ...] = ()
+    safe_to_repeat: bool = True  # False: a lost worker ends the operation ABORTED
 
     def load_input(self, data: Any) -> dict[str, Any]:
         """Validate `data` against the input schema; INVALID_ARGUMENT naming each bad field."""
@@ -71,7 +72,8 @@ class JobRegistry:
 
     def job(self, name: str, *, input_schema: type[marshmallow.Schema], description: str = "",
             timeout: float = 600.0, max_timeout: float = 24 * 60 * 60.0, max_retries: int = 0,
-            retry_on: tuple[type[Exception], ...] = ()) -> Callable[[JobFunction], JobFunction]:
+            retry_on: tuple[type[Exception], ...] = (),
+            safe_to_repeat: bool = True) -> Callable[[JobFunction], JobFunction]:
         """Decorator registering a function `f(context, **input)` as job type `name`."""
         check_job_name(name)
 
@@ -82,7 +84,8 @@ class JobRegistry:
             self.specs[name] = JobSpec(
                 name=name, function=function, input_schema=input_schema,
                 description=description or (doc[0] if doc else ""), timeout=timeout,
-                max_timeout=max_timeout, max_retries=max_retries, retry_on=retry_on)
+                max_timeout=max_timeout, max_retries=max_retries, retry_on=retry_on,
+                safe_to_repeat=safe_to_repeat)
             return function
 
         return register

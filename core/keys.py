@@ -27,6 +27,10 @@ class Keys:
         """Sorted set of `project/id` members of done operations, scored by expiry time."""
         return f"{self.prefix}:expiry"
 
+    def leases(self) -> str:
+        """Sorted set of `project/id` members of running operations, scored by lease expiry."""
+        return f"{self.prefix}:leases"
+
     def secret(self) -> str:
         """The deployment's page-token key, shared by every API process."""
         return f"{self.prefix}:secret:page-token"

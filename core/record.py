@@ -29,6 +29,7 @@ LABELS = "lbl"
 REQUEST_ID = "rid"
 RESPONSE = "resp"
 ERROR = "err"
+LEASE = "lease"  # until when the running worker holds the operation, microseconds
 
 
 def encode_json(value: Any) -> str:

@@ -20,6 +20,8 @@ class State(StrEnum):
 
 
 TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+# States in which a worker holds the operation's lease.
+LEASED = frozenset({State.RUNNING, State.CANCELLING})
 
 
 class Event(StrEnum):
@@ -32,10 +34,13 @@ class Event(StrEnum):
     FAIL = "fail"
     REQUEST_CANCEL = "request_cancel"
     CONFIRM_CANCEL = "confirm_cancel"
+    WORKER_LOST = "worker_lost"
 
 
 TRANSITIONS: dict[Event, dict[State, State]] = {
-    Event.START: {State.PENDING: State.RUNNING},
+    # RUNNING → RUNNING is a redelivery taking over from a lost worker, allowed only once
+    # the lost worker's lease has expired (the store checks it).
+    Event.START: {State.PENDING: State.RUNNING, State.RUNNING: State.RUNNING},
     Event.PROGRESS: {State.RUNNING: State.RUNNING, State.CANCELLING: State.CANCELLING},
     # A retry of a job whose cancellation was asked for is not run again.
     Event.RETRY: {State.RUNNING: State.PENDING, State.CANCELLING: State.CANCELLED},
@@ -48,6 +53,8 @@ TRANSITIONS: dict[Event, dict[State, State]] = {
     },
     # Asking again while CANCELLING changes nothing, so the grace period is never extended.
     Event.REQUEST_CANCEL: {State.PENDING: State.CANCELLED, State.RUNNING: State.CANCELLING},
+    # The worker running the job died; its message is redelivered.
+    Event.WORKER_LOST: {State.RUNNING: State.PENDING, State.CANCELLING: State.CANCELLED},
     Event.CONFIRM_CANCEL: {
         State.PENDING: State.CANCELLED,
         State.RUNNING: State.CANCELLED,

@@ -21,11 +21,12 @@ from core import record
 from core.keys import Keys
 from core.names import now_micros, operation_name
 from core.operation import Operation
-from core.states import TERMINAL, TRANSITIONS, Event, State
+from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
 
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
+_LEASED_FLAGS = {state.value: True for state in LEASED}
 
 
 def _script(name: str) -> str:
@@ -34,10 +35,12 @@ def _script(name: str) -> str:
 
 @dataclass(frozen=True)
 class Transition:
-    """What applying an event did: the state found, and the state left (None: unchanged)."""
+    """What applying an event did: the state found, the state left (None: unchanged), and
+    the operation's attempt count afterwards (0 when unchanged)."""
 
     before: State | None
     after: State | None
+    attempt: int = 0
 
     @property
     def applied(self) -> bool:
@@ -62,6 +65,7 @@ class OperationStore:
         self.retention_seconds = retention_seconds
         self._create = client.register_script(_script("create.lua"))
         self._transition = client.register_script(_script("transition.lua"))
+        self._renew = client.register_script(_script("renew.lua"))
 
     def create(
         self,
@@ -109,27 +113,38 @@ class OperationStore:
         event: Event,
         fields: dict[str, Any] | None = None,
         *,
-        incr_attempt: bool = False,
+        increment: tuple[str, ...] = (),
+        take_lease: float | None = None,
     ) -> Transition:
-        """Apply `event` atomically if the operation's current state allows it."""
+        """Apply `event` atomically if the operation's current state allows it.
+
+        `increment` names counter fields to add one to. `take_lease` (seconds) takes the
+        operation's lease, which a started operation grants only once its holder's lease
+        has expired; a zero-length lease thus applies an event only to an abandoned one.
+        """
         now = now_micros()
         args = {
             "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},
             "terminal": _TERMINAL_FLAGS,
+            "leased": _LEASED_FLAGS,
             "now": str(now),
             "expires_at": now // 1_000_000 + self.retention_seconds,
             "retention": self.retention_seconds,
             "member": f"{project}/{operation_id}",
             "channel": self.keys.changes(),
             "name": operation_name(project, operation_id),
-            "incr_attempt": incr_attempt,
+            "incr": list(increment),
             "fields": {name: str(value) for name, value in (fields or {}).items()},
         }
-        before, after = self._transition(
-            keys=[self.keys.operation(project, operation_id), self.keys.expiry()],
+        if take_lease is not None:
+            args["lease_until"] = str(now + int(take_lease * 1_000_000))
+        before, after, attempt = self._transition(
+            keys=[self.keys.operation(project, operation_id), self.keys.expiry(),
+                  self.keys.leases()],
             args=[json.dumps(args)],
         )
-        return Transition(State(before) if before else None, State(after) if after else None)
+        return Transition(State(before) if before else None, State(after) if after else None,
+                          int(attempt))
 
     def delete(self, project: str, operation_id: str) -> bool:
         """Forget an operation and its index entries; True if it existed."""
@@ -223,6 +238,26 @@ class OperationStore:
         fresh = base64.urlsafe_b64encode(os.urandom(32)).decode()
         self.redis.set(key, fresh, nx=True)
         return str(self.redis.get(key)).encode()
+
+    def renew_leases(self, refs: list[tuple[str, str]], lease_seconds: float) -> int:
+        """Extend the leases of running operations (others are skipped); how many were."""
+        if not refs:
+            return 0
+        until = now_micros() + int(lease_seconds * 1_000_000)
+        renewed = self._renew(
+            keys=[self.keys.leases(), *(self.keys.operation(p, i) for p, i in refs)],
+            args=[until, *(f"{p}/{i}" for p, i in refs)])
+        return int(renewed)
+
+    def drop_lease(self, project: str, operation_id: str) -> None:
+        """Forget a lease entry whose operation is no longer running (or no longer exists)."""
+        self.redis.zrem(self.keys.leases(), f"{project}/{operation_id}")
+
+    def expired_leases(self, limit: int = 20) -> list[tuple[str, str]]:
+        """(project, id) of running operations whose worker stopped renewing its lease."""
+        members = cast(list[str], self.redis.zrangebyscore(
+            self.keys.leases(), "-inf", now_micros(), start=0, num=limit))
+        return [cast(tuple[str, str], tuple(member.split("/", 1))) for member in members]
 
     def cancellations(self, refs: list[tuple[str, str]]) -> list[tuple[State | None, int | None]]:
         """For (project, id) pairs: each one's state and when its cancellation was asked for."""

@@ -8,7 +8,6 @@ calls in the worker's main process; both reach the same store.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -16,16 +15,22 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from core import record
-from core.errors import Cancelled, DeadlineExceeded, OperationError, Unknown, reason_for
+from core.errors import (
+    Aborted,
+    Cancelled,
+    DeadlineExceeded,
+    OperationError,
+    Unknown,
+    reason_for,
+)
+from core.jobs import JobSpec
 from core.names import now_micros, operation_name
-from core.states import Event
+from core.states import Event, State
 
 if TYPE_CHECKING:
     from workers.celery_app import OpqueueCelery
 
 log = logging.getLogger(__name__)
-
-REAP_INTERVAL_SECONDS = 10.0
 
 
 def failure_status(exc: BaseException, job: str) -> dict[str, Any]:
@@ -44,20 +49,40 @@ class OperationTask(Task):  # type: ignore[misc]
     """Base of every job task. Task id = operation id; kwargs carry `project` and `input`."""
 
     app: OpqueueCelery
-    _last_reap = 0.0
+    spec: JobSpec
+    Request = "workers.request:OperationRequest"
 
     def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Move PENDING → RUNNING, or skip a job that was cancelled or deleted meanwhile."""
+        """Take the operation (PENDING → RUNNING, with a lease), or skip this delivery.
+
+        Skipped: an operation cancelled, deleted or finished meanwhile, and a duplicate
+        delivery of one another live worker is running. A redelivery after a lost worker
+        runs again unless the job is not safe to repeat or its redeliveries are spent.
+        """
         project = kwargs["project"]
+        name = operation_name(project, task_id)
+        settings = self.app.settings
         moved = self.app.store.apply(
             project, task_id, Event.START,
             {record.START_TIME: now_micros(), record.WORKER: self.request.hostname or ""},
-            incr_attempt=True)
+            increment=(record.ATTEMPT,), take_lease=settings.lease_seconds)
         if not moved.applied:
-            log.info("skipping %s: it is %s", operation_name(project, task_id),
-                     moved.before.value if moved.before else "deleted")
+            log.info("skipping %s: it is %s", name,
+                     "held by a live worker" if moved.before is State.RUNNING
+                     else moved.before.value if moved.before else "deleted")
             raise Ignore()
-        log.info("started %s (%s)", operation_name(project, task_id), self.name)
+        redeliveries = moved.attempt - (self.request.retries + 1)
+        if redeliveries > 0 and (not self.spec.safe_to_repeat
+                                 or redeliveries > settings.max_redeliveries):
+            error = Aborted(f"the worker running job {self.name} was lost and the job is not "
+                            "run again", reason="WORKER_LOST")
+            # This delivery does not run, so it does not count as an attempt.
+            self.app.store.apply(project, task_id, Event.FAIL, {
+                record.ERROR: record.encode_json(error.status()),
+                record.ATTEMPT: moved.attempt - 1})
+            log.warning("aborted %s: its worker was lost %d time(s)", name, redeliveries)
+            raise Ignore()
+        log.info("started %s (%s), attempt %d", name, self.name, moved.attempt)
 
     def on_success(self, retval: Any, task_id: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> None:
@@ -90,10 +115,3 @@ class OperationTask(Task):  # type: ignore[misc]
         self.app.store.apply(kwargs["project"], task_id, Event.RETRY,
                              {record.STATUS_MESSAGE: message})
         log.info("retrying %s: %s", operation_name(kwargs["project"], task_id), message)
-
-    def after_return(self, *args: Any, **kwargs: Any) -> None:
-        """Now and then, drop expired operations from the listing indexes."""
-        now = time.monotonic()
-        if now - OperationTask._last_reap >= REAP_INTERVAL_SECONDS:
-            OperationTask._last_reap = now
-            self.app.store.reap_expired()

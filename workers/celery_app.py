@@ -28,7 +28,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.effective_broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"global_keyprefix": Keys(settings.key_prefix).broker_prefix()},
+        "broker_transport_options": {
+            "global_keyprefix": Keys(settings.key_prefix).broker_prefix(),
+            # Our leases find lost jobs long before this; see workers/supervisor.py.
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+        },
         "task_default_queue": settings.queue,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -70,7 +74,7 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
                 soft_time_limit=spec.timeout,
                 time_limit=spec.timeout + self.settings.cancel_grace_seconds,
                 max_retries=spec.max_retries, autoretry_for=spec.retry_on,
-                retry_backoff=True, retry_jitter=True)
+                retry_backoff=True, retry_jitter=True, spec=spec)
         return self
 
 

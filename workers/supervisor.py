@@ -1,9 +1,12 @@
-"""A worker bootstep that watches the jobs its own pool is running.
+"""A worker bootstep that looks after running jobs, on Celery's timer in the main process.
 
-It runs in the worker's main process, on Celery's timer. A job whose cancellation was
-asked for more than the grace period ago, and that has not stopped by itself, is marked
-CANCELLED and its pool process is killed (what Celery's `revoke(terminate=True)` does);
-the pool starts a fresh process and the worker goes on taking jobs.
+Each tick it:
+- renews the leases of the jobs its own pool runs, so other workers know they are alive;
+- terminates a job of its own whose cancellation was asked for more than the grace period
+  ago (marked CANCELLED, its pool process killed, as `revoke(terminate=True)` does);
+- recovers operations whose worker stopped renewing (a node that died): the job's message
+  is put back on the queue, or the operation ends FAILED ABORTED if there is none;
+- drops done operations past their retention from the listing indexes.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from core import record
+from core.errors import Aborted
 from core.names import now_micros, operation_name
-from core.states import Event, State
+from core.states import LEASED, Event, State
+from workers.broker import redeliver
 
 log = logging.getLogger(__name__)
 
-STOPPING = frozenset({State.CANCELLING, State.CANCELLED})
-
 
 class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Terminates running jobs that outlive their cancellation grace period."""
+    """Leases, cancellation grace and lost-worker recovery for one worker node."""
 
     requires = frozenset({"celery.worker.components:Timer", "celery.worker.components:Pool"})
 
@@ -36,27 +39,33 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
-        self._timer_entry = worker.timer.call_repeatedly(interval, self.check, (worker,))
+        self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
         if self._timer_entry is not None:
             self._timer_entry.cancel()
 
-    def check(self, worker: Any) -> None:
-        """One look at every job this worker is running."""
+    def tick(self, worker: Any) -> None:
+        """One round of supervision; a Redis outage just skips it."""
+        try:
+            self._watch_own_jobs(worker)
+            self._recover_lost_jobs(worker)
+            worker.app.store.reap_expired()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("supervisor cannot reach Redis (%s); will retry", type(exc).__name__)
+
+    def _watch_own_jobs(self, worker: Any) -> None:
         running = [r for r in list(worker_state.active_requests) if "project" in r.kwargs]
         if not running:
             return
-        store = worker.app.store
-        grace = int(worker.app.settings.cancel_grace_seconds * 1_000_000)
-        try:
-            found = store.cancellations([(r.kwargs["project"], r.id) for r in running])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("supervisor cannot reach Redis (%s); will retry", type(exc).__name__)
-            return
+        store, settings = worker.app.store, worker.app.settings
+        refs = [(r.kwargs["project"], r.id) for r in running]
+        store.renew_leases(refs, settings.lease_seconds)
+        grace = int(settings.cancel_grace_seconds * 1_000_000)
         now = now_micros()
-        for request, (state, asked_at) in zip(running, found, strict=True):
-            if state in STOPPING and asked_at is not None and now - asked_at >= grace:
+        for request, (state, asked_at) in zip(running, store.cancellations(refs), strict=True):
+            if state in {State.CANCELLING, State.CANCELLED} and asked_at is not None \
+                    and now - asked_at >= grace:
                 self._terminate(worker, request)
 
     def _terminate(self, worker: Any, request: Any) -> None:
@@ -69,3 +78,22 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         request.terminate(worker.pool, signal=signal.SIGKILL)
         log.info("terminated %s: it ignored its cancellation for the grace period",
                  operation_name(project, request.id))
+
+    def _recover_lost_jobs(self, worker: Any) -> None:
+        store = worker.app.store
+        for project, operation_id in store.expired_leases():
+            name = operation_name(project, operation_id)
+            # A zero-length lease: applies only if nobody renewed it meanwhile.
+            moved = store.apply(project, operation_id, Event.WORKER_LOST, {
+                record.STATUS_MESSAGE: "worker lost (it stopped renewing its lease); "
+                                       "redelivering"}, take_lease=0)
+            if moved.after is State.PENDING:
+                if redeliver(worker.app, operation_id):
+                    log.warning("worker running %s was lost; redelivered", name)
+                    continue
+                store.apply(project, operation_id, Event.FAIL, {record.ERROR: record.encode_json(
+                    Aborted("the worker running the job was lost and its message is gone",
+                            reason="WORKER_LOST").status())})
+                log.warning("worker running %s was lost; no message left, aborted", name)
+            elif moved.after is None and moved.before not in LEASED:
+                store.drop_lease(project, operation_id)  # finished or deleted meanwhile

@@ -1,14 +1,21 @@
 -- Apply one lifecycle event to an operation atomically.
--- KEYS[1] operation hash   KEYS[2] expiry set of done operations
--- ARGV[1] JSON: moves {from: to}, terminal {state: true}, now (µs, string), expires_at (s),
---         retention (s), member ('project/id'), channel, name, incr_attempt, fields {name: value}
--- Returns {state before, state after}; state after is '' when the event does not apply
+-- KEYS[1] operation hash   KEYS[2] expiry set of done operations   KEYS[3] lease set
+-- ARGV[1] JSON: moves {from: to}, terminal {state: true}, leased {state: true},
+--         now (µs, string), expires_at (s), retention (s), member ('project/id'), channel,
+--         name, incr [field, ...], fields {name: value},
+--         lease_until (µs, string, optional: take the lease; refused while another holds it)
+-- Returns {state before, state after, attempt}; state after is '' when the event does not apply
 -- (including a forgotten operation: a deleted hash is never written again).
 local args = cjson.decode(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return {'', ''} end
+if not current then return {'', '', '0'} end
 local target = args.moves[current]
-if not target then return {current, ''} end
+if not target then return {current, '', '0'} end
+if args.lease_until and current ~= 'PENDING' then
+  -- Taking over a started operation is allowed only once its holder stopped renewing.
+  local held = redis.call('HGET', KEYS[1], 'lease')
+  if held and tonumber(held) > tonumber(args.now) then return {current, '', '0'} end
+end
 local pairs_to_set = {'state', target, 'ut', args.now}
 for name, value in pairs(args.fields) do
   pairs_to_set[#pairs_to_set + 1] = name
@@ -18,11 +25,20 @@ if args.terminal[target] then
   pairs_to_set[#pairs_to_set + 1] = 'et'
   pairs_to_set[#pairs_to_set + 1] = args.now
 end
+if args.lease_until then
+  pairs_to_set[#pairs_to_set + 1] = 'lease'
+  pairs_to_set[#pairs_to_set + 1] = args.lease_until
+  redis.call('ZADD', KEYS[3], args.lease_until, args.member)
+end
 redis.call('HSET', KEYS[1], unpack(pairs_to_set))
-if args.incr_attempt then redis.call('HINCRBY', KEYS[1], 'att', 1) end
+for _, name in ipairs(args.incr) do redis.call('HINCRBY', KEYS[1], name, 1) end
+if not args.leased[target] then
+  redis.call('HDEL', KEYS[1], 'lease')
+  redis.call('ZREM', KEYS[3], args.member)
+end
 if args.terminal[target] then
   redis.call('EXPIRE', KEYS[1], args.retention)
   redis.call('ZADD', KEYS[2], args.expires_at, args.member)
 end
 redis.call('PUBLISH', args.channel, cjson.encode({name = args.name, state = target}))
-return {current, target}
+return {current, target, redis.call('HGET', KEYS[1], 'att') or '0'}

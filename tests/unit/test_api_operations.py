@@ -30,7 +30,7 @@ def test_get_returns_what_run_returned(client: FlaskClient) -> None:
 def test_a_succeeded_operation_carries_its_response(client: FlaskClient,
                                                     store: OperationStore) -> None:
     ident = operation_id(submit(client))
-    store.apply("demo", ident, Event.START, incr_attempt=True)
+    store.apply("demo", ident, Event.START, increment=(record.ATTEMPT,))
     store.apply("demo", ident, Event.SUCCEED, {record.RESPONSE: '{"answer": 42}'})
     got = client.get(f"/v1/projects/demo/operations/{ident}").get_json()
     assert got["done"] is True

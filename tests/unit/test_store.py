@@ -57,7 +57,7 @@ def test_create_times_are_unique_within_a_project(store: OperationStore,
 def test_transitions_follow_the_table(store: OperationStore) -> None:
     operation_id = make_operation(store)
     started = store.apply("demo", operation_id, Event.START, {record.WORKER: "w1"},
-                          incr_attempt=True)
+                          increment=(record.ATTEMPT,))
     assert (started.before, started.after) == (State.PENDING, State.RUNNING)
     store.apply("demo", operation_id, Event.PROGRESS, {record.PROGRESS_PERCENT: 40})
     done = store.apply("demo", operation_id, Event.SUCCEED, {record.RESPONSE: json.dumps([1])})

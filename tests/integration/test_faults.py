@@ -1,0 +1,193 @@
+"""Faults a task backend must survive (issue #5), against real processes.
+
+These tests run on a deployment of their own with short leases, and start the worker
+nodes each one needs; `os.kill` plays the crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from core.connection import redis_client
+from tests.stack import Api, Stack, eventually, open_gate, running_stack
+from workers.celery_app import OpqueueCelery
+
+FAULT_ENV = {
+    "OPQUEUE_LEASE_SECONDS": "2",
+    "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.2",
+    "OPQUEUE_CANCEL_GRACE_SECONDS": "2",
+    "OPQUEUE_MAX_REDELIVERIES": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("faults"), workers=(), **FAULT_ENV) as stack:
+        yield stack
+
+
+@pytest.fixture
+def nodes(fault_stack: Stack) -> Iterator[list[str]]:
+    """Names of worker nodes a test starts; all stopped afterwards."""
+    started: list[str] = []
+    yield started
+    for name in started:
+        if name in fault_stack.processes:
+            fault_stack.stop(name, signal.SIGKILL)
+
+
+def start(stack: Stack, nodes: list[str], name: str, concurrency: int = 1) -> str:
+    stack.start_worker(name, concurrency)
+    nodes.append(name)
+    return name
+
+
+@pytest.fixture
+def api(fault_stack: Stack) -> Api:
+    return Api(fault_stack.base_url, f"f-{uuid.uuid4().hex[:12]}")
+
+
+def runs(stack: Stack, gate: str) -> int:
+    client = redis_client(stack.redis_url)
+    count = int(client.get(f"{stack.prefix}:runs:{gate}") or 0)
+    client.close()
+    return count
+
+
+def running_pid(api: Api, name: str) -> int:
+    operation = eventually(lambda: (op := api.get(name))["metadata"].get("details", {})
+                           .get("pid") and op, what="the job to report its pid")
+    return int(operation["metadata"]["details"]["pid"])
+
+
+def test_a_killed_pool_process_job_is_redelivered_and_completes(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "a", concurrency=2)
+    gate = uuid.uuid4().hex
+    operation = api.run("test.gate", {"gate": gate})
+    first_pid = running_pid(api, operation["name"])
+    os.kill(first_pid, signal.SIGKILL)
+    again = eventually(lambda: (op := api.get(operation["name"]))["metadata"]["attempt"] == 2
+                       and op["metadata"]["state"] == "RUNNING" and op, what="redelivery")
+    assert again["done"] is False
+    open_gate(fault_stack, gate)
+    done = api.wait(operation["name"])
+    assert done["metadata"]["state"] == "SUCCEEDED"
+    assert done["response"]["value"]["pid"] != first_pid
+    assert runs(fault_stack, gate) == 2
+
+
+def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "doomed")
+    gate = uuid.uuid4().hex
+    operation = api.run("test.gate", {"gate": gate})
+    running_pid(api, operation["name"])
+    start(fault_stack, nodes, "rescuer")
+    fault_stack.stop("doomed", signal.SIGKILL)  # the node's main process: no goodbye
+    taken = eventually(lambda: (op := api.get(operation["name"]))["metadata"]["worker"]
+                       .startswith("rescuer@") and op, what="another node to take the job")
+    assert taken["metadata"]["attempt"] == 2
+    open_gate(fault_stack, gate)
+    assert api.wait(operation["name"])["metadata"]["state"] == "SUCCEEDED"
+
+
+def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "b", concurrency=2)
+    gate = uuid.uuid4().hex
+    operation = api.run("test.gate-once", {"gate": gate})
+    os.kill(running_pid(api, operation["name"]), signal.SIGKILL)
+    done = api.wait(operation["name"])
+    assert done["metadata"]["state"] == "FAILED"
+    assert done["error"]["code"] == 10
+    assert done["error"]["details"][0]["reason"] == "WORKER_LOST"
+    assert runs(fault_stack, gate) == 1
+
+
+def test_a_job_that_keeps_killing_its_worker_is_aborted_after_the_redeliveries(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "c", concurrency=2)
+    name = api.run("test.crash", {})["name"]
+    done = eventually(lambda: (op := api.wait(name))["done"] and op, timeout=60,
+                      what="the crashing job to be aborted")
+    assert done["error"]["code"] == 10
+    assert done["metadata"]["attempt"] == 3  # the first run and two redeliveries
+    # The node survived its pool processes dying and still takes jobs.
+    assert api.wait(api.run("demo.sleep", {"seconds": 0})["name"])["metadata"]["state"] == \
+        "SUCCEEDED"
+
+
+def test_a_soft_time_limit_ends_the_job_deadline_exceeded(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "d")
+    operation = api.run("demo.sleep", {"seconds": 30, "steps": 1}, timeout="1s")
+    done = api.wait(operation["name"])
+    assert done["error"]["code"] == 4
+    assert done["error"]["details"][0]["reason"] == "TIME_LIMIT_EXCEEDED"
+
+
+def test_a_job_ignoring_its_soft_limit_is_ended_by_the_hard_limit(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    start(fault_stack, nodes, "e")
+    operation = api.run("test.stubborn", {"gate": uuid.uuid4().hex}, timeout="1s")
+    done = eventually(lambda: (op := api.wait(operation["name"]))["done"] and op,
+                      what="the hard time limit")
+    assert done["error"]["code"] == 4
+    assert done["metadata"]["attempt"] == 1
+    # The worker goes on serving (its pool replaced the killed process).
+    assert api.wait(api.run("demo.sleep", {"seconds": 0})["name"])["metadata"]["state"] == \
+        "SUCCEEDED"
+
+
+@pytest.mark.parametrize(("failures", "state", "attempts"), [(2, "SUCCEEDED", 3),
+                                                             (5, "FAILED", 3)])
+def test_retries_back_off_and_the_last_error_wins(
+        fault_stack: Stack, nodes: list[str], api: Api, *, failures: int, state: str,
+        attempts: int) -> None:
+    start(fault_stack, nodes, "f")
+    operation = api.run("test.flaky", {"name": uuid.uuid4().hex, "failures": failures})
+    done = eventually(lambda: (op := api.wait(operation["name"]))["done"] and op,
+                      what="the retries to finish")
+    assert done["metadata"]["state"] == state
+    assert done["metadata"]["attempt"] == attempts
+    if state == "FAILED":
+        assert done["error"]["details"][0]["reason"] == "FLAKY"
+    else:
+        assert done["metadata"]["statusMessage"].startswith("attempt 2 failed (Flaky)")
+
+
+def test_a_duplicate_delivery_never_runs_a_job_twice_nor_again_once_done(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    # What a worker sees of a redelivery (after a visibility timeout or a crash) is a
+    # second copy of the message with the same task id: publish exactly that.
+    start(fault_stack, nodes, "g1")
+    start(fault_stack, nodes, "g2")
+    gate = uuid.uuid4().hex
+    operation = api.run("test.gate", {"gate": gate})
+    api.state_becomes(operation["name"], "RUNNING")
+    celery = OpqueueCelery(fault_stack.settings)
+    ident = operation["name"].rsplit("/", 1)[1]
+
+    def duplicate() -> None:
+        celery.send_task("test.gate", task_id=ident,
+                         kwargs={"project": api.project, "input": {"gate": gate}})
+
+    def refused(why: str) -> bool:
+        line = f"skipping {operation['name']}: it is {why}"
+        return any(line in fault_stack.log(node) for node in ("g1", "g2"))
+
+    duplicate()
+    eventually(lambda: refused("held by a live worker"), what="the running duplicate refused")
+    open_gate(fault_stack, gate)
+    done = api.wait(operation["name"])
+    duplicate()
+    eventually(lambda: refused("SUCCEEDED"), what="the late duplicate refused")
+    assert api.get(operation["name"]) == done
+    assert done["metadata"]["attempt"] == 1
+    assert runs(fault_stack, gate) == 1

@@ -1,0 +1,70 @@
+"""Redis going away and coming back, and done operations expiring (issue #5)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import requests
+
+from core.connection import redis_client
+from core.embedded_redis import EmbeddedRedis
+from tests.stack import Api, Stack, eventually, running_stack
+
+
+def test_a_redis_restart_loses_no_accepted_operation_and_everything_recovers(
+        tmp_path: Path) -> None:
+    # Always a private, persistent Redis: this test stops and restarts it.
+    server = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
+    stack = Stack(server.url, tmp_path)
+    try:
+        stack.start_web()
+        stack.start_worker("r1")
+        api = Api(stack.base_url, "outage")
+        accepted = [api.wait(api.run("demo.sleep", {"seconds": 0})["name"]) for _ in range(3)]
+        queued = api.run("demo.sleep", {"seconds": 0})  # may or may not run before the stop
+
+        server.stop()
+        answer = requests.get(f"{stack.base_url}/v1/{accepted[0]['name']}", timeout=10)
+        assert answer.status_code == 503
+        error = answer.json()["error"]
+        assert error["status"] == "UNAVAILABLE"
+        assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in error["details"])
+        assert requests.get(f"{stack.base_url}/readyz", timeout=10).status_code == 503
+        submit = requests.post(f"{stack.base_url}/v1/projects/outage/jobs/demo.sleep:run",
+                               json={"input": {"seconds": 0}}, timeout=10)
+        assert submit.status_code == 503
+
+        server.start()  # same port, same append-only file
+        eventually(lambda: requests.get(f"{stack.base_url}/readyz", timeout=5).status_code
+                   == 200, what="the API to recover")
+        assert [api.get(op["name"]) for op in accepted] == accepted
+        assert api.wait(queued["name"])["metadata"]["state"] == "SUCCEEDED"
+        after = api.run("demo.sleep", {"seconds": 0})
+        assert eventually(lambda: (op := api.wait(after["name"]))["done"] and op,
+                          what="the worker to reconnect")["metadata"]["state"] == "SUCCEEDED"
+    finally:
+        stack.close()
+        server.stop()
+
+
+def test_done_operations_expire_and_leave_no_keys_behind(tmp_path: Path) -> None:
+    with running_stack(tmp_path, workers=("x",), OPQUEUE_RETENTION_SECONDS="1",
+                       OPQUEUE_SUPERVISE_INTERVAL_SECONDS="0.2") as stack:
+        api = Api(stack.base_url, "churn")
+        names = [api.run("demo.sleep", {"seconds": 0}, requestId=str(uuid.uuid4()),
+                         labels={"batch": "one"})["name"] for _ in range(30)]
+        for name in names:
+            api.wait(name)
+        client = redis_client(stack.redis_url)
+
+        def ours() -> set[str]:
+            keys = set(client.scan_iter(match=f"{stack.prefix}:*", count=1000))
+            return {key for key in keys if not key.startswith(f"{stack.prefix}:broker:")}
+
+        # At most the page-token key stays (made on the first listing); nothing per operation.
+        eventually(lambda: ours() <= {f"{stack.prefix}:secret:page-token"},
+                   what="every operation key, index entry and request key to go")
+        listed = requests.get(f"{stack.base_url}/v1/projects/churn/operations", timeout=10)
+        assert listed.json() == {"operations": []}
+        client.close()
