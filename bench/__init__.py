@@ -1,0 +1,1 @@
+"""Benchmarks: `python bench/run.py` starts one private deployment and prints figures."""
