@@ -41,6 +41,7 @@ def test_a_submission_timeout_overrides_the_job_default(
     ({"input": {"seconds": 1, "extra": True}}, "input.extra"),
     ({"input": [1]}, "input"),
     ({"input": {"seconds": 1}, "colour": "red"}, "colour"),
+    ({"input": {"seconds": 1, "steps": 5.5}}, "input.steps"),
     ({"input": {"seconds": 1}, "requestId": "not-a-uuid"}, "requestId"),
     ({"input": {"seconds": 1}, "labels": {"Bad Key": "x"}}, "labels"),
     ({"input": {"seconds": 1}, "timeout": "ten"}, "timeout"),
@@ -105,3 +106,9 @@ def test_job_types_are_described_with_their_input_schema(client: FlaskClient) ->
                                               ("/v1/jobs/Bad%20Name", 400)])
 def test_unknown_or_malformed_job_names(client: FlaskClient, path: str, status: int) -> None:
     assert client.get(path).status_code == status
+
+
+def test_a_whole_number_sent_as_a_double_is_accepted(client: FlaskClient,
+                                                     dispatcher: RecordingDispatcher) -> None:
+    # Protobuf clients send every number in a Struct as a double.
+    assert run_job(client, input={"seconds": 1, "steps": 5.0}).status_code == 200

@@ -10,13 +10,14 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from core.codes import Code
 from core.errors import BY_CODE
+from core.fields import WholeNumber
 from core.jobs import JobContext, job
 
 
 class SleepInput(Schema):
     seconds = fields.Float(required=True, validate=validate.Range(min=0, max=3600),
                            metadata={"description": "total time to sleep"})
-    steps = fields.Integer(load_default=10, validate=validate.Range(min=1, max=10_000),
+    steps = WholeNumber(load_default=10, validate=validate.Range(min=1, max=10_000),
                            metadata={"description": "progress reports while sleeping"})
 
 
@@ -54,8 +55,8 @@ def fail(context: JobContext, code: str, message: str, unexpected: bool) -> None
 
 
 class PrimesInput(Schema):
-    below = fields.Integer(required=True, validate=validate.Range(min=2, max=50_000_000))
-    chunks = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+    below = WholeNumber(required=True, validate=validate.Range(min=2, max=50_000_000))
+    chunks = WholeNumber(load_default=10, validate=validate.Range(min=1, max=1000))
 
 
 @job("demo.primes", input_schema=PrimesInput, timeout=3600)
