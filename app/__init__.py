@@ -8,9 +8,11 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import errors, health, jobs, operations
+from app import auth, errors, health, jobs, limits, operations
+from app.keys import KeyRing
 from app.page_tokens import PageTokens
-from app.services import Services
+from app.ratelimit import RateLimiter
+from app.services import Services, services
 from app.waiter import CompletionWaiter
 from core.config import Settings
 from core.connection import operation_store
@@ -21,7 +23,17 @@ from workers.dispatch import Dispatcher
 
 
 class ApiRequest(Request):
-    """Malformed JSON is an INVALID_ARGUMENT that says what is wrong."""
+    """Malformed or too deeply nested JSON is an INVALID_ARGUMENT that says what is wrong."""
+
+    def get_json(self, force: bool = False, silent: bool = False,
+                 cache: bool = True) -> Any:
+        try:
+            data = super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:  # nested past what the parser can take: far past our limit
+            raise InvalidArgument("the request body nests too deeply",
+                                  reason="JSON_TOO_DEEP") from None
+        limits.check_depth(data, services().settings)
+        return data
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         reason = str(e).splitlines()[0][:200] if e else "not JSON"
@@ -48,7 +60,10 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         dispatcher=dispatcher or Dispatcher.from_settings(settings),
         page_tokens=PageTokens(store.shared_secret),
         waiter=CompletionWaiter(store.redis, store.keys.changes()),
+        keyring=KeyRing.from_settings(settings),
+        rate_limiter=RateLimiter(store.redis, store.keys),
     )
+    app.before_request(auth.guard)
     errors.register_error_handlers(app)
     for blueprint in (operations.bp, jobs.bp, health.bp):
         app.register_blueprint(blueprint)

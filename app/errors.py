@@ -101,7 +101,7 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("backend unavailable during %s %s: %s", request.method, request.path,
                     type(exc).__name__)
         return envelope(Unavailable("the operation store or broker is unreachable; retry",
-                                    reason="BACKEND_UNAVAILABLE", retry_after_seconds=1.0))
+                                    reason="BACKEND_UNAVAILABLE"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -13,4 +13,7 @@ timeout = int(_settings.max_wait_seconds) + 30
 graceful_timeout = 10
 keepalive = 5
 accesslog = "-"
+# The path without its query string: page tokens (and anything a caller puts there) stay out
+# of the logs; keys travel in headers, which are not logged.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 loglevel = _settings.log_level.lower()

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from app.auth import public
 from app.services import services
 from core.errors import Unavailable
 
@@ -13,12 +14,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> dict[str, Any]:
     """200 while the process is up."""
     return {"status": "SERVING"}
 
 
 @bp.get("/readyz")
+@public
 def readyz() -> dict[str, Any]:
     """200 only when the operation store and the broker both answer."""
     svc = services()

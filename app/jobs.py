@@ -10,6 +10,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint
 from marshmallow import Schema
 
+from app.auth import requires
+from app.keys import Role
+from app.limits import check_run_request
 from app.schemas import RunJobRequestSchema, dump_operation, load_body
 from app.services import services
 from core.errors import InvalidArgument, Unavailable
@@ -55,12 +58,14 @@ def get_job(job: str) -> dict[str, Any]:
 
 
 @bp.post("/v1/projects/<project>/jobs/<job>:run")
+@requires(Role.SUBMITTER)
 def run_job(project: str, job: str) -> dict[str, Any]:
     """Validate the input, store a PENDING operation and queue its job; nothing on error."""
     check_project(project)
     svc = services()
     spec = svc.registry.get(job)
     body = load_body(RunJobRequestSchema())
+    check_run_request(body["input"], body["labels"], svc.settings)
     spec.load_input(body["input"])
     timeout = _timeout(spec, body["timeout"])
     operation, created = svc.store.create(project, new_operation_id(), spec.name,

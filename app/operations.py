@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from app.auth import requires
+from app.keys import Role
 from app.schemas import (
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
@@ -75,6 +77,7 @@ def get_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.delete("/<operation_id>")
+@requires(Role.SUBMITTER)
 def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
     """DeleteOperation: forget the record; a running job is not cancelled."""
     check_project(project)
@@ -85,6 +88,7 @@ def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.post("/<operation_id>:cancel")
+@requires(Role.SUBMITTER)
 def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
     """CancelOperation: a queued job ends CANCELLED now, a running one is asked to stop."""
     check_project(project)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from app.keys import KeyRing
 from app.page_tokens import PageTokens
+from app.ratelimit import RateLimiter
 from app.waiter import CompletionWaiter
 from core.config import Settings
 from core.jobs import JobRegistry
@@ -16,7 +18,7 @@ from workers.dispatch import Dispatcher
 
 @dataclass(frozen=True)
 class Services:
-    """Settings, store, job registry, dispatcher, page tokens and waiter of one app."""
+    """Everything one API instance works with."""
 
     settings: Settings
     store: OperationStore
@@ -24,6 +26,8 @@ class Services:
     dispatcher: Dispatcher
     page_tokens: PageTokens
     waiter: CompletionWaiter
+    keyring: KeyRing
+    rate_limiter: RateLimiter
 
 
 def services() -> Services:

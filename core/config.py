@@ -38,6 +38,14 @@ class Settings:
     web_processes: int = 2
     web_threads: int = 128
     log_level: str = "INFO"
+    api_keys_file: str = ""  # JSON keys file; see app/keys.py
+    api_keys: str = ""  # the same JSON inline, where files are awkward
+    insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
+    rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none
+    max_json_depth: int = 32
+    max_input_bytes: int = 256 * 1024
+    max_labels: int = 64
+    max_queued_per_project: int = 100_000  # operations not yet done, per project; 0: none
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
 
     @property

@@ -30,4 +30,5 @@ def operation_store(settings: Settings, client: redis.Redis | None = None) -> Op
         client if client is not None else redis_client(settings.redis_url),
         Keys(settings.key_prefix),
         settings.retention_seconds,
+        settings.max_queued_per_project,
     )

@@ -32,12 +32,15 @@ class OperationError(Exception):
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
         details: Iterable[dict[str, Any]] = (),
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
         self.extra_details = list(details)
+        if retry_after is not None:  # a RetryInfo detail: when the same call may succeed
+            self.extra_details.append({"@type": RETRY_INFO, "retryDelay": _duration(retry_after)})
 
     def status(self) -> dict[str, Any]:
         """This error as a `google.rpc.Status` JSON object."""
@@ -130,11 +133,8 @@ class Unavailable(OperationError):
     code = Code.UNAVAILABLE
     default_reason = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, retry_after_seconds: float = 1.0, **kwargs: Any) -> None:
-        seconds = int(retry_after_seconds)
-        nanos = int((retry_after_seconds - seconds) * 1e9)
-        retry = {"@type": RETRY_INFO, "retryDelay": _duration(seconds, nanos)}
-        kwargs["details"] = [*kwargs.get("details", ()), retry]
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("retry_after", 1.0)  # the one code that means "retry the same call"
         super().__init__(message, **kwargs)
 
 
@@ -176,5 +176,8 @@ def field_violations(messages: Any, prefix: str = "") -> dict[str, str]:
     return {prefix: str(messages)}
 
 
-def _duration(seconds: int, nanos: int) -> str:
-    return f"{seconds}.{nanos:09d}s" if nanos else f"{seconds}s"
+def _duration(seconds: float) -> str:
+    """A protobuf Duration string: `1s`, `0.250000000s`."""
+    whole = int(seconds)
+    nanos = round((seconds - whole) * 1e9)
+    return f"{whole}.{nanos:09d}s" if nanos else f"{whole}s"

@@ -31,6 +31,14 @@ class Keys:
         """Sorted set of `project/id` members of running operations, scored by lease expiry."""
         return f"{self.prefix}:leases"
 
+    def rate(self, key_id: str, window: int) -> str:
+        """Counter of an API key's requests in one one-second window."""
+        return f"{self.prefix}:rate:{key_id}:{window}"
+
+    def queued(self) -> str:
+        """Hash of project → how many of its operations are not done yet."""
+        return f"{self.prefix}:queued"
+
     def secret(self) -> str:
         """The deployment's page-token key, shared by every API process."""
         return f"{self.prefix}:secret:page-token"

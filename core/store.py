@@ -18,6 +18,7 @@ from typing import Any, cast
 import redis
 
 from core import record
+from core.errors import ResourceExhausted
 from core.keys import Keys
 from core.names import now_micros, operation_name
 from core.operation import Operation
@@ -59,13 +60,16 @@ class Page:
 class OperationStore:
     """Reads and writes operations in Redis. The client must decode responses to str."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int,
+                 max_queued_per_project: int = 0) -> None:
         self.redis = client
         self.keys = keys
         self.retention_seconds = retention_seconds
+        self.max_queued_per_project = max_queued_per_project
         self._create = client.register_script(_script("create.lua"))
         self._transition = client.register_script(_script("transition.lua"))
         self._renew = client.register_script(_script("renew.lua"))
+        self._delete = client.register_script(_script("delete.lua"))
 
     def create(
         self,
@@ -77,18 +81,25 @@ class OperationStore:
     ) -> tuple[Operation, bool]:
         """Store a new PENDING operation; with a known `request_id`, return that one instead.
 
-        Returns the operation and whether it was created by this call.
+        Returns the operation and whether it was created by this call. Raises
+        RESOURCE_EXHAUSTED if the project already has its most operations not done.
         """
         fields = record.new_fields(job, labels or {}, request_id)
         request_key = self.keys.request(project, request_id) if request_id else ""
         created, value = self._create(
             keys=[self.keys.operation(project, operation_id), self.keys.index(project),
-                  request_key or self.keys.operation(project, operation_id)],
+                  request_key or self.keys.operation(project, operation_id), self.keys.queued()],
             args=[operation_id, now_micros(), self.retention_seconds, "1" if request_id else "0",
+                  project, self.max_queued_per_project,
                   *[item for pair in fields.items() for item in pair]],
         )
         if int(created) == 0:
             return self.require_existing(project, value), False
+        if int(created) == 2:
+            raise ResourceExhausted(
+                f"project {project} already has {value} operations not done, its limit; "
+                "wait for some to finish", reason="TOO_MANY_QUEUED_OPERATIONS",
+                metadata={"limit": str(self.max_queued_per_project)})
         stamp = int(value)
         return Operation(project=project, id=operation_id, job=job, state=State.PENDING,
                          create_time=stamp, update_time=stamp, labels=dict(labels or {}),
@@ -131,6 +142,7 @@ class OperationStore:
             "expires_at": now // 1_000_000 + self.retention_seconds,
             "retention": self.retention_seconds,
             "member": f"{project}/{operation_id}",
+            "project": project,
             "channel": self.keys.changes(),
             "name": operation_name(project, operation_id),
             "incr": list(increment),
@@ -140,31 +152,21 @@ class OperationStore:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
         before, after, attempt = self._transition(
             keys=[self.keys.operation(project, operation_id), self.keys.expiry(),
-                  self.keys.leases()],
+                  self.keys.leases(), self.keys.queued()],
             args=[json.dumps(args)],
         )
         return Transition(State(before) if before else None, State(after) if after else None,
                           int(attempt))
 
     def delete(self, project: str, operation_id: str) -> bool:
-        """Forget an operation and its index entries; True if it existed."""
-        key = self.keys.operation(project, operation_id)
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    request_id = cast(str | None, pipe.hget(key, record.REQUEST_ID))
-                    exists = pipe.exists(key)
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.zrem(self.keys.index(project), operation_id)
-                    pipe.zrem(self.keys.expiry(), f"{project}/{operation_id}")
-                    if request_id:
-                        pipe.delete(self.keys.request(project, request_id))
-                    pipe.execute()
-                    return bool(exists)
-                except redis.WatchError:
-                    continue
+        """Forget an operation and every entry about it; True if it existed."""
+        member = f"{project}/{operation_id}"
+        existed = self._delete(
+            keys=[self.keys.operation(project, operation_id), self.keys.index(project),
+                  self.keys.expiry(), self.keys.leases(), self.keys.queued()],
+            args=[project, operation_id, member, self.keys.request(project, ""),
+                  *_TERMINAL_FLAGS])
+        return bool(existed)
 
     def list_page(
         self,

@@ -32,6 +32,10 @@ def main() -> int:
             print(f"opqueue: embedded Redis at {embedded.url} (data in {data_dir})", flush=True)
         settings = Settings.from_env(env)
         env["PORT"] = str(settings.port)
+        if not (settings.api_keys_file or settings.api_keys):
+            env["OPQUEUE_INSECURE_ALLOW_ANONYMOUS"] = "true"
+            print("opqueue: no API keys configured: serving anyone, without authentication "
+                  "(development mode; see README, Security)", flush=True)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         honcho = subprocess.Popen(
             [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")],

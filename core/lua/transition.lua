@@ -1,7 +1,8 @@
 -- Apply one lifecycle event to an operation atomically.
 -- KEYS[1] operation hash   KEYS[2] expiry set of done operations   KEYS[3] lease set
+-- KEYS[4] hash of not-done operations per project
 -- ARGV[1] JSON: moves {from: to}, terminal {state: true}, leased {state: true},
---         now (µs, string), expires_at (s), retention (s), member ('project/id'), channel,
+--         now (µs, string), expires_at (s), retention (s), member ('project/id'), project, channel,
 --         name, incr [field, ...], fields {name: value},
 --         lease_until (µs, string, optional: take the lease; refused while another holds it)
 -- Returns {state before, state after, attempt}; state after is '' when the event does not apply
@@ -37,6 +38,9 @@ if not args.leased[target] then
   redis.call('ZREM', KEYS[3], args.member)
 end
 if args.terminal[target] then
+  if redis.call('HINCRBY', KEYS[4], args.project, -1) <= 0 then
+    redis.call('HDEL', KEYS[4], args.project)
+  end
   redis.call('EXPIRE', KEYS[1], args.retention)
   redis.call('ZADD', KEYS[2], args.expires_at, args.member)
 end

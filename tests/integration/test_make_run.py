@@ -44,6 +44,7 @@ def test_make_run_serves_on_embedded_redis_and_keeps_operations_across_restarts(
     banner = log.read_text()
     assert f"curl -s -X POST {base}/v1/projects/demo/jobs/demo.sleep:run" in banner
     assert "embedded Redis" in banner
+    assert "no API keys configured" in banner
     assert (tmp_path / "data" / "redis" / "redis.log").exists()
 
     with launched(tmp_path / "data", port, tmp_path / "second-run.log") as base:

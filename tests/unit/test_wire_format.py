@@ -223,7 +223,7 @@ def test_succeeded_operation_carries_the_value(value: Any) -> None:
     NotFound("input file x.csv not found", reason="INPUT_NOT_FOUND", metadata={"file": "x.csv"}),
     InvalidArgument.for_fields({"input.seconds": "must not be negative",
                                 "input.name": "is required"}),
-    Unavailable("the upstream service is down", reason="UPSTREAM_DOWN", retry_after_seconds=2.5),
+    Unavailable("the upstream service is down", reason="UPSTREAM_DOWN", retry_after=2.5),
 ], ids=["not-found", "bad-request", "retry-info"])
 def test_failed_operation_carries_the_status(error: OperationError) -> None:
     sent = error.status()
