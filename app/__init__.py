@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import auth, errors, health, jobs, limits, operations
+from app import auth, errors, health, jobs, limits, openapi, operations
 from app.keys import KeyRing
 from app.page_tokens import PageTokens
 from app.ratelimit import RateLimiter
@@ -65,6 +65,6 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     )
     app.before_request(auth.guard)
     errors.register_error_handlers(app)
-    for blueprint in (operations.bp, jobs.bp, health.bp):
+    for blueprint in (operations.bp, jobs.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

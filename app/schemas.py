@@ -5,6 +5,7 @@ Unknown fields raise (marshmallow's default), so a misspelt field is an error, n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -18,12 +19,30 @@ from core.operation import Operation
 TYPE_PREFIX = "type.googleapis.com/"
 METADATA_TYPE = TYPE_PREFIX + "opqueue.v1.OperationMetadata"
 VALUE_TYPE = TYPE_PREFIX + "google.protobuf.Value"
-MAX_LABELS = 64
 # Google's system parameters, sent by its client libraries on every call; accepted, unused.
 SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$fields", "fields", "$prettyPrint",
                                "prettyPrint", "key", "$callback", "callback"})
 
-DURATION = validate.Regexp(DURATION_PATTERN.pattern, error="must be a duration such as '30s'")
+
+class FullMatch(validate.Regexp):
+    """`validate.Regexp` that must match the whole value (marshmallow's anchors only the start).
+
+    The pattern is written anchored too, so that the JSON Schema apispec publishes says the same.
+    """
+
+    def __init__(self, pattern: re.Pattern[str], error: str) -> None:
+        anchored = f"^(?:{pattern.pattern})$"
+        super().__init__(anchored, error=error)
+        self._anchored = re.compile(anchored)
+
+    def __call__(self, value: str) -> str:  # type: ignore[override]
+        # fullmatch, not match: `$` alone lets a trailing newline through.
+        if self._anchored.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+DURATION = FullMatch(DURATION_PATTERN, error="must be a duration such as '30s'")
 
 
 class RunJobRequestSchema(Schema):
@@ -32,15 +51,14 @@ class RunJobRequestSchema(Schema):
     input = fields.Dict(keys=fields.String(), load_default=dict)
     request_id = fields.String(
         data_key="requestId", load_default="",
-        validate=validate.Regexp(OPERATION_ID.pattern, error="must be a lowercase UUID"))
+        validate=FullMatch(OPERATION_ID, error="must be a lowercase UUID"))
     labels = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(
-            LABEL_KEY.pattern, error="label keys are 1-63 lowercase letters, digits, _ or -, "
-                                     "starting with a letter")),
-        values=fields.String(validate=validate.Regexp(
-            LABEL_VALUE.pattern, error="label values are 0-63 lowercase letters, digits, _ or -")),
-        load_default=dict,
-        validate=validate.Length(max=MAX_LABELS, error=f"at most {MAX_LABELS} labels"))
+        keys=fields.String(validate=FullMatch(
+            LABEL_KEY, error="label keys are 1-63 lowercase letters, digits, _ or -, "
+                             "starting with a letter")),
+        values=fields.String(validate=FullMatch(
+            LABEL_VALUE, error="label values are 0-63 lowercase letters, digits, _ or -")),
+        load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/limits.py
     timeout = fields.String(load_default=None, validate=DURATION)
 
 
