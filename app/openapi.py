@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Response, current_app
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.routing import Rule
 
-from app.auth import public
+from app.auth import PUBLIC, public
 from app.schemas import (
     VALUE_TYPE,
     CancelOperationRequestSchema,
@@ -246,6 +246,10 @@ def build_document(app: Flask) -> dict[str, Any]:
     spec.components.schema("OpenApiDocument", {
         "type": "object", "required": ["openapi", "info", "paths"],
         "properties": {"openapi": {"const": "3.1.0"}}})
+    # Either scheme will do; see app/auth.py.
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme(
+        "googApiKey", {"type": "apiKey", "in": "header", "name": "x-goog-api-key"})
     spec.components.response("Error", {
         "description": "an error: Google's error envelope, with the HTTP status of its code",
         "content": {_JSON: {"schema": "ErrorResponse"}}})
@@ -277,6 +281,8 @@ def _operation(app: Flask, rule: Rule) -> dict[str, Any]:
             "default": "Error",
         },
     }
+    public = getattr(app.view_functions[rule.endpoint], "required_role", None) == PUBLIC
+    operation["security"] = [] if public else [{"bearer": []}, {"googApiKey": []}]
     if route.query is not None:
         operation["parameters"] = [{"in": "query", "schema": route.query}]
     if route.body is not None:

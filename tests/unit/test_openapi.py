@@ -188,3 +188,12 @@ def test_an_undocumented_route_fails_the_build(app: Flask) -> None:
     app.add_url_rule("/v1/extra", "extra", lambda: {})
     with pytest.raises(LookupError, match="/v1/extra"):
         openapi.build_document(app)
+
+
+def test_only_the_public_routes_need_no_api_key(document: dict[str, Any]) -> None:
+    open_to_all = {f"{method.upper()} {path}" for path, item in document["paths"].items()
+                   for method, operation in item.items()
+                   if isinstance(operation, dict) and operation.get("security") == []}
+    assert open_to_all == {"GET /healthz", "GET /readyz", "GET /openapi.json"}
+    schemes = set(document["components"]["securitySchemes"])
+    assert schemes == {"bearer", "googApiKey"}
