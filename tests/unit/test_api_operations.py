@@ -251,3 +251,22 @@ def test_asking_again_does_not_extend_the_grace_period(client: FlaskClient,
     [(_, first_asked)] = store.cancellations([("demo", ident)])
     assert client.post(f"/v1/{operation['name']}:cancel").get_json() == {}
     assert store.cancellations([("demo", ident)]) == [(State.CANCELLING, first_asked)]
+
+
+def test_filtered_paging_while_operations_are_created_neither_repeats_nor_skips(
+        client: FlaskClient) -> None:
+    existing = [submit(client, labels={"keep": "yes" if i % 2 else "no"})["name"]
+                for i in range(9)]
+    wanted = [name for i, name in enumerate(existing) if i % 2][::-1]
+    query = {"filter": "metadata.labels.keep = yes", "pageSize": 1}
+    seen, token = [], ""
+    while True:
+        page = client.get("/v1/projects/demo/operations", query_string={
+            **query, **({"pageToken": token} if token else {})}).get_json()
+        seen += [op["name"] for op in page["operations"]]
+        submit(client, labels={"keep": "yes"})  # newer ones keep arriving between pages
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+    # Exactly the matching operations that existed at the first page, newest first, once.
+    assert seen == wanted
