@@ -13,11 +13,12 @@ from marshmallow import Schema
 from app.auth import requires
 from app.keys import Role
 from app.limits import check_run_request
-from app.schemas import RunJobRequestSchema, dump_operation, load_body
+from app.schemas import RunJobRequestSchema, load_body
 from app.services import services
 from core.errors import InvalidArgument, Unavailable
 from core.jobs import JobSpec
 from core.names import check_project, new_operation_id, parse_duration
+from core.wire import dump_operation
 
 log = logging.getLogger(__name__)
 

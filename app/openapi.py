@@ -24,19 +24,21 @@ from werkzeug.routing import Rule
 
 from app.auth import PUBLIC, public
 from app.schemas import (
-    VALUE_TYPE,
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
-    ListOperationsResponseSchema,
-    OperationMetadataSchema,
-    OperationSchema,
     RunJobRequestSchema,
-    StatusSchema,
     WaitOperationRequestSchema,
 )
 from core.codes import HTTP_STATUS, Code
 from core.names import JOB_NAME, OPERATION_ID, PROJECT_ID
 from core.states import State
+from core.wire import (
+    VALUE_TYPE,
+    ListOperationsResponseSchema,
+    OperationMetadataSchema,
+    OperationSchema,
+    StatusSchema,
+)
 
 bp = Blueprint("openapi", __name__)
 

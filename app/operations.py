@@ -12,7 +12,6 @@ from app.schemas import (
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
     WaitOperationRequestSchema,
-    dump_operation,
     load_body,
     load_query,
 )
@@ -29,6 +28,7 @@ from core.names import (
 )
 from core.operation import Operation
 from core.states import Event, State
+from core.wire import dump_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")
 

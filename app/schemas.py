@@ -1,4 +1,7 @@
-"""Wire schemas: one marshmallow schema per message, camelCase on the wire.
+"""Request schemas: one marshmallow schema per message, camelCase on the wire.
+
+What the API answers with (the Operation and friends) is in core/wire.py, shared with the
+workers, which send the same JSON to webhooks.
 
 Unknown fields raise (marshmallow's default), so a misspelt field is an error, not a no-op.
 """
@@ -9,16 +12,12 @@ import re
 from typing import Any
 
 from flask import request
-from marshmallow import Schema, ValidationError, fields, post_dump, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from core.errors import InvalidArgument, field_violations
 from core.names import DURATION as DURATION_PATTERN
-from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID, format_timestamp
-from core.operation import Operation
+from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID
 
-TYPE_PREFIX = "type.googleapis.com/"
-METADATA_TYPE = TYPE_PREFIX + "opqueue.v1.OperationMetadata"
-VALUE_TYPE = TYPE_PREFIX + "google.protobuf.Value"
 # Google's system parameters, sent by its client libraries on every call; accepted, unused.
 SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$fields", "fields", "$prettyPrint",
                                "prettyPrint", "key", "$callback", "callback"})
@@ -81,75 +80,6 @@ class ListOperationsArgsSchema(Schema):
     page_token = fields.String(data_key="pageToken", load_default="")
 
 
-class StatusSchema(Schema):
-    """`google.rpc.Status`."""
-
-    code = fields.Integer()
-    message = fields.String()
-    details = fields.List(fields.Dict())
-
-
-class OperationMetadataSchema(Schema):
-    """`opqueue.v1.OperationMetadata`, packed in an Any (`@type` inline)."""
-
-    type = fields.Constant(METADATA_TYPE, data_key="@type")
-    job = fields.String()
-    state = fields.Function(lambda op: op.state.value)
-    create_time = fields.Function(lambda op: format_timestamp(op.create_time),
-                                  data_key="createTime")
-    start_time = fields.Function(lambda op: _timestamp(op.start_time), data_key="startTime")
-    update_time = fields.Function(lambda op: format_timestamp(op.update_time),
-                                  data_key="updateTime")
-    end_time = fields.Function(lambda op: _timestamp(op.end_time), data_key="endTime")
-    progress_percent = fields.Integer(data_key="progressPercent")
-    status_message = fields.String(data_key="statusMessage")
-    details = fields.Dict()
-    attempt = fields.Integer()
-    worker = fields.String()
-    requested_cancellation = fields.Boolean(data_key="requestedCancellation")
-    labels = fields.Dict(keys=fields.String(), values=fields.String())
-
-    @post_dump
-    def _omit_defaults(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        # proto3 JSON leaves out fields at their default value.
-        return {key: value for key, value in data.items() if value not in (None, "", 0, False, {})}
-
-
-_METADATA = OperationMetadataSchema()
-
-
-class OperationSchema(Schema):
-    """`google.longrunning.Operation`: name, metadata, done, and error xor response."""
-
-    name = fields.String()
-    metadata = fields.Function(_METADATA.dump)
-    done = fields.Boolean()
-    error = fields.Function(lambda op: op.status)
-    response = fields.Function(
-        lambda op: {"@type": VALUE_TYPE, "value": op.response} if op.state == "SUCCEEDED"
-        else None)
-
-    @post_dump
-    def _one_outcome(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return {key: value for key, value in data.items() if value is not None}
-
-
-class ListOperationsResponseSchema(Schema):
-    """`google.longrunning.ListOperationsResponse`."""
-
-    operations = fields.List(fields.Nested(OperationSchema))
-    next_page_token = fields.String(data_key="nextPageToken")
-
-
-_OPERATION = OperationSchema()
-
-
-def dump_operation(operation: Operation) -> dict[str, Any]:
-    """An Operation as proto3 JSON."""
-    dumped: dict[str, Any] = _OPERATION.dump(operation)
-    return dumped
-
-
 def load_body(schema: Schema) -> dict[str, Any]:
     """The JSON request body loaded by `schema`; an empty body counts as `{}`."""
     data = request.get_json(force=True, silent=False) if request.get_data() else {}
@@ -173,7 +103,3 @@ def _load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise InvalidArgument.for_fields(field_violations(exc.messages)) from None
     return loaded
-
-
-def _timestamp(micros: int | None) -> str | None:
-    return None if micros is None else format_timestamp(micros)

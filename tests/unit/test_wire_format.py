@@ -21,10 +21,10 @@ from google.protobuf import duration_pb2, empty_pb2, json_format, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from app.schemas import METADATA_TYPE, TYPE_PREFIX, VALUE_TYPE, dump_operation
-from core.errors import InvalidArgument, NotFound, OperationError, Unavailable
+from core.errors import TYPE_PREFIX, InvalidArgument, NotFound, OperationError, Unavailable
 from core.operation import Operation
 from core.states import State
+from core.wire import METADATA_TYPE, VALUE_TYPE, dump_operation
 from opqueue.v1 import operation_metadata_pb2
 from tests.conftest import run_job
 from tests.fakes import RecordingDispatcher
