@@ -70,7 +70,7 @@ def run_job(project: str, job: str) -> dict[str, Any]:
     spec.load_input(body["input"])
     timeout = _timeout(spec, body["timeout"])
     operation, created = svc.store.create(project, new_operation_id(), spec.name,
-                                          body["labels"], body["request_id"])
+                                          labels=body["labels"], request_id=body["request_id"])
     if created:
         try:
             svc.dispatcher.enqueue(operation, spec, body["input"], timeout)

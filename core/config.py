@@ -46,6 +46,14 @@ class Settings:
     max_input_bytes: int = 256 * 1024
     max_labels: int = 64
     max_queued_per_project: int = 100_000  # operations not yet done, per project; 0: none
+    event_stream_max_length: int = 10_000  # entries kept per project's change stream
+    max_watch_seconds: float = 300.0  # a :watch stream ends then; clients resume
+    webhook_secrets: str = ""  # JSON {"project": "secret", "*": "default"}
+    webhook_secrets_file: str = ""  # the same JSON in a file
+    webhook_allowed_networks: tuple[str, ...] = ()  # private CIDRs webhooks may still reach
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8  # with exponential backoff from 1 s, capped at 5 minutes
+    webhook_threads: int = 4  # concurrent deliveries per worker node
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
 
     @property

@@ -31,4 +31,5 @@ def operation_store(settings: Settings, client: redis.Redis | None = None) -> Op
         Keys(settings.key_prefix),
         settings.retention_seconds,
         settings.max_queued_per_project,
+        settings.event_stream_max_length,
     )

@@ -39,6 +39,18 @@ class Keys:
         """Hash of project → how many of its operations are not done yet."""
         return f"{self.prefix}:queued"
 
+    def events(self, project: str) -> str:
+        """Stream of a project's changes (created, each transition, deleted), bounded."""
+        return f"{self.prefix}:events:{project}"
+
+    def outbox(self) -> str:
+        """Sorted set of webhook deliveries to make, scored by when (milliseconds)."""
+        return f"{self.prefix}:outbox"
+
+    def deliveries(self, project: str, operation_id: str) -> str:
+        """List of an operation's webhook delivery attempts and their outcomes."""
+        return f"{self.prefix}:deliveries:{project}:{operation_id}"
+
     def secret(self) -> str:
         """The deployment's page-token key, shared by every API process."""
         return f"{self.prefix}:secret:page-token"

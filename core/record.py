@@ -22,6 +22,8 @@ END_TIME = "et"
 PROGRESS_PERCENT = "pct"
 STATUS_MESSAGE = "msg"
 DETAILS = "det"
+NOTIFY_URL = "ntfu"  # where webhooks go
+NOTIFY_EVENTS = "ntfe"  # which: "done", or "done,progress"
 ATTEMPT = "att"
 WORKER = "wkr"
 REQUESTED_CANCELLATION = "cxl"  # when cancellation was asked for, microseconds
@@ -37,9 +39,12 @@ def encode_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def new_fields(job: str, labels: Mapping[str, str], request_id: str) -> dict[str, str]:
+def new_fields(job: str, labels: Mapping[str, str], request_id: str,
+               notify: tuple[str, tuple[str, ...]] | None = None) -> dict[str, str]:
     """The fields of a freshly created PENDING operation (times are added by the store)."""
     fields = {JOB: job, STATE: State.PENDING.value}
+    if notify is not None:
+        fields[NOTIFY_URL], fields[NOTIFY_EVENTS] = notify[0], ",".join(notify[1])
     if labels:
         fields[LABELS] = encode_json(dict(labels))
     if request_id:

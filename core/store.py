@@ -61,11 +61,12 @@ class OperationStore:
     """Reads and writes operations in Redis. The client must decode responses to str."""
 
     def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int,
-                 max_queued_per_project: int = 0) -> None:
+                 max_queued_per_project: int = 0, event_stream_max_length: int = 10_000) -> None:
         self.redis = client
         self.keys = keys
         self.retention_seconds = retention_seconds
         self.max_queued_per_project = max_queued_per_project
+        self.event_stream_max_length = event_stream_max_length
         self._create = client.register_script(_script("create.lua"))
         self._transition = client.register_script(_script("transition.lua"))
         self._renew = client.register_script(_script("renew.lua"))
@@ -76,21 +77,25 @@ class OperationStore:
         project: str,
         operation_id: str,
         job: str,
+        *,
         labels: dict[str, str] | None = None,
         request_id: str = "",
+        notify: tuple[str, tuple[str, ...]] | None = None,
     ) -> tuple[Operation, bool]:
         """Store a new PENDING operation; with a known `request_id`, return that one instead.
 
         Returns the operation and whether it was created by this call. Raises
         RESOURCE_EXHAUSTED if the project already has its most operations not done.
         """
-        fields = record.new_fields(job, labels or {}, request_id)
+        fields = record.new_fields(job, labels or {}, request_id, notify)
         request_key = self.keys.request(project, request_id) if request_id else ""
         created, value = self._create(
             keys=[self.keys.operation(project, operation_id), self.keys.index(project),
-                  request_key or self.keys.operation(project, operation_id), self.keys.queued()],
+                  request_key or self.keys.operation(project, operation_id), self.keys.queued(),
+                  self.keys.events(project)],
             args=[operation_id, now_micros(), self.retention_seconds, "1" if request_id else "0",
-                  project, self.max_queued_per_project,
+                  project, self.max_queued_per_project, operation_name(project, operation_id),
+                  self.keys.changes(), self.event_stream_max_length,
                   *[item for pair in fields.items() for item in pair]],
         )
         if int(created) == 0:
@@ -135,6 +140,7 @@ class OperationStore:
         """
         now = now_micros()
         args = {
+            "event": event.value,
             "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},
             "terminal": _TERMINAL_FLAGS,
             "leased": _LEASED_FLAGS,
@@ -143,6 +149,8 @@ class OperationStore:
             "retention": self.retention_seconds,
             "member": f"{project}/{operation_id}",
             "project": project,
+            "id": operation_id,
+            "stream_max": self.event_stream_max_length,
             "channel": self.keys.changes(),
             "name": operation_name(project, operation_id),
             "incr": list(increment),
@@ -152,7 +160,8 @@ class OperationStore:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
         before, after, attempt = self._transition(
             keys=[self.keys.operation(project, operation_id), self.keys.expiry(),
-                  self.keys.leases(), self.keys.queued()],
+                  self.keys.leases(), self.keys.queued(), self.keys.events(project),
+                  self.keys.outbox()],
             args=[json.dumps(args)],
         )
         return Transition(State(before) if before else None, State(after) if after else None,
@@ -163,8 +172,11 @@ class OperationStore:
         member = f"{project}/{operation_id}"
         existed = self._delete(
             keys=[self.keys.operation(project, operation_id), self.keys.index(project),
-                  self.keys.expiry(), self.keys.leases(), self.keys.queued()],
+                  self.keys.expiry(), self.keys.leases(), self.keys.queued(),
+                  self.keys.events(project)],
             args=[project, operation_id, member, self.keys.request(project, ""),
+                  operation_name(project, operation_id), self.keys.changes(),
+                  self.event_stream_max_length, now_micros(), self.retention_seconds,
                   *_TERMINAL_FLAGS])
         return bool(existed)
 

@@ -1,9 +1,10 @@
 -- Forget an operation: its hash, its index and expiry entries, its lease, its request key,
--- and its place in the project's count of not-done operations.
+-- and its place in the project's count of not-done operations; record and announce it.
 -- KEYS[1] operation hash   KEYS[2] project index   KEYS[3] expiry set   KEYS[4] lease set
--- KEYS[5] not-done counts
+-- KEYS[5] not-done counts  KEYS[6] the project's change stream
 -- ARGV[1] project   ARGV[2] operation id   ARGV[3] 'project/id'   ARGV[4] request key prefix
--- ARGV[5..] terminal state names
+-- ARGV[5] operation name   ARGV[6] changes channel   ARGV[7] stream length bound   ARGV[8] now (µs)
+-- ARGV[9] retention (s)    ARGV[10..] terminal state names
 -- Returns 1 if the operation existed.
 local found = redis.call('HMGET', KEYS[1], 'state', 'rid')
 if not found[1] then return 0 end
@@ -12,7 +13,12 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 if found[2] then redis.call('DEL', ARGV[4] .. found[2]) end
-for i = 5, #ARGV do
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*',
+           'name', ARGV[5], 'event', 'delete', 'state', found[1], 'time', ARGV[8])
+redis.call('EXPIRE', KEYS[6], ARGV[9])
+redis.call('PUBLISH', ARGV[6], cjson.encode({name = ARGV[5], project = ARGV[1],
+                                             event = 'delete', state = found[1]}))
+for i = 10, #ARGV do
   if found[1] == ARGV[i] then return 1 end
 end
 if redis.call('HINCRBY', KEYS[5], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[1]) end

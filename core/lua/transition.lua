@@ -1,12 +1,14 @@
--- Apply one lifecycle event to an operation atomically.
+-- Apply one lifecycle event to an operation atomically, record it in the project's change
+-- stream, announce it, and queue the webhook delivery the operation asked for, if any.
 -- KEYS[1] operation hash   KEYS[2] expiry set of done operations   KEYS[3] lease set
--- KEYS[4] hash of not-done operations per project
--- ARGV[1] JSON: moves {from: to}, terminal {state: true}, leased {state: true},
---         now (µs, string), expires_at (s), retention (s), member ('project/id'), project, channel,
---         name, incr [field, ...], fields {name: value},
+-- KEYS[4] hash of not-done operations per project   KEYS[5] the project's change stream
+-- KEYS[6] webhook outbox
+-- ARGV[1] JSON: event, moves {from: to}, terminal {state: true}, leased {state: true},
+--         now (µs, string), expires_at (s), retention (s), member ('project/id'), project,
+--         id, channel, name, stream_max, incr [field, ...], fields {name: value},
 --         lease_until (µs, string, optional: take the lease; refused while another holds it)
--- Returns {state before, state after, attempt}; state after is '' when the event does not apply
--- (including a forgotten operation: a deleted hash is never written again).
+-- Returns {state before, state after, attempt}; state after is '' when the event does not
+-- apply (including a forgotten operation: a deleted hash is never written again).
 local args = cjson.decode(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'', '', '0'} end
@@ -44,5 +46,17 @@ if args.terminal[target] then
   redis.call('EXPIRE', KEYS[1], args.retention)
   redis.call('ZADD', KEYS[2], args.expires_at, args.member)
 end
-redis.call('PUBLISH', args.channel, cjson.encode({name = args.name, state = target}))
+local entry = redis.call('XADD', KEYS[5], 'MAXLEN', '~', args.stream_max, '*', 'name',
+                         args.name, 'event', args.event, 'state', target, 'time', args.now)
+redis.call('EXPIRE', KEYS[5], args.retention)  -- an idle project's stream goes with its operations
+redis.call('PUBLISH', args.channel, cjson.encode({name = args.name, project = args.project,
+                                                 event = args.event, state = target}))
+local kind = args.terminal[target] and 'done' or (args.event == 'progress' and 'progress')
+local wanted = redis.call('HGET', KEYS[1], 'ntfe')
+if kind and wanted and string.find(',' .. wanted .. ',', ',' .. kind .. ',', 1, true) then
+  -- The stream entry id names this change: the delivery's idempotency id.
+  redis.call('ZADD', KEYS[6], math.floor(tonumber(args.now) / 1000), cjson.encode({
+    project = args.project, id = args.id, event = kind, delivery = args.id .. '/' .. entry,
+    attempt = 1}))
+end
 return {current, target, redis.call('HGET', KEYS[1], 'att') or '0'}

@@ -65,7 +65,7 @@ PROJECT = "demo"
 
 def make_operation(store: OperationStore, state: State, operation_id: str) -> str:
     """An operation of PROJECT in `state`, moved there by the events a worker would send."""
-    store.create(PROJECT, operation_id, "demo.sleep", {"team": "ml"})
+    store.create(PROJECT, operation_id, "demo.sleep", labels={"team": "ml"})
     now = str(now_micros())
     start = (Event.START, {record.START_TIME: now, record.WORKER: "celery@fuzz"})
     cancel = (Event.REQUEST_CANCEL, {record.REQUESTED_CANCELLATION: now})

@@ -16,7 +16,7 @@ def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) 
 
 def test_create_stores_a_pending_operation(store: OperationStore) -> None:
     operation, created = store.create("demo", names.new_operation_id(), "demo.sleep",
-                                      {"team": "a"})
+                                      labels={"team": "a"})
     assert created
     found = store.get("demo", operation.id)
     assert found == operation
@@ -100,7 +100,8 @@ def test_a_deleted_operation_is_never_written_again(store: OperationStore) -> No
     late = store.apply("demo", operation_id, Event.PROGRESS, {record.PROGRESS_PERCENT: 50})
     assert late.before is None
     assert store.get("demo", operation_id) is None
-    assert store.redis.keys("*") == []  # nothing of it is left behind
+    # Nothing of it is left behind but the project's change stream, which records it went.
+    assert store.redis.keys("*") == [store.keys.events("demo")]
 
 
 def test_delete_of_an_unknown_operation_says_so(store: OperationStore) -> None:
@@ -136,15 +137,25 @@ def test_reaping_removes_expired_operations_from_the_index(store: OperationStore
     assert store.reap_expired() == 0
 
 
-def test_every_transition_is_announced(store: OperationStore) -> None:
+def test_every_change_is_announced_and_recorded_in_the_project_stream(
+        store: OperationStore) -> None:
     pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(store.keys.changes())
     operation_id = make_operation(store)
+    name = names.operation_name("demo", operation_id)
     store.apply("demo", operation_id, Event.REQUEST_CANCEL)
-    messages = [pubsub.get_message(timeout=1) for _ in range(2)]  # the first is the subscribe
-    message = next(m for m in messages if m is not None)
-    assert json.loads(message["data"]) == {
-        "name": names.operation_name("demo", operation_id), "state": "CANCELLED"}
+    store.delete("demo", operation_id)
+    messages = [pubsub.get_message(timeout=1) for _ in range(4)]  # the first is the subscribe
+    announced = [json.loads(m["data"]) for m in messages if m is not None]
+    expected = [{"name": name, "project": "demo", "event": event, "state": state}
+                for event, state in [("create", "PENDING"), ("request_cancel", "CANCELLED"),
+                                     ("delete", "CANCELLED")]]
+    assert announced == expected
+    recorded = [fields for _, fields in store.redis.xrange(store.keys.events("demo"))]
+    assert [{k: v for k, v in fields.items() if k != "time"} for fields in recorded] == [
+        {"name": name, "event": event, "state": state} for _, event, state in
+        [(e["name"], e["event"], e["state"]) for e in expected]]
+    assert all(int(fields["time"]) > 0 for fields in recorded)
 
 
 def test_the_shared_secret_is_made_once(store: OperationStore) -> None:
