@@ -8,17 +8,19 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import auth, errors, health, jobs, limits, openapi, operations
+from app import auth, errors, health, jobs, limits, openapi, operations, watch
+from app.changes import ChangeListener
 from app.keys import KeyRing
 from app.page_tokens import PageTokens
 from app.ratelimit import RateLimiter
 from app.services import Services, services
-from app.waiter import CompletionWaiter
 from core.config import Settings
 from core.connection import operation_store
 from core.errors import InvalidArgument
 from core.jobs import JobRegistry
 from core.jobs import registry as default_registry
+from core.outbox import Outbox
+from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
 
 
@@ -59,12 +61,14 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         registry=registry or default_registry.load_modules(settings.job_modules),
         dispatcher=dispatcher or Dispatcher.from_settings(settings),
         page_tokens=PageTokens(store.shared_secret),
-        waiter=CompletionWaiter(store.redis, store.keys.changes()),
+        changes=ChangeListener(store.redis, store.keys.changes()),
         keyring=KeyRing.from_settings(settings),
         rate_limiter=RateLimiter(store.redis, store.keys),
+        webhooks=WebhookPolicy.from_settings(settings),
+        outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     app.before_request(auth.guard)
     errors.register_error_handlers(app)
-    for blueprint in (operations.bp, jobs.bp, health.bp, openapi.bp):
+    for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

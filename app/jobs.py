@@ -69,8 +69,14 @@ def run_job(project: str, job: str) -> dict[str, Any]:
     check_run_request(body["input"], body["labels"], svc.settings)
     spec.load_input(body["input"])
     timeout = _timeout(spec, body["timeout"])
-    operation, created = svc.store.create(project, new_operation_id(), spec.name,
-                                          labels=body["labels"], request_id=body["request_id"])
+    notify = body["notify"]
+    if notify is not None:
+        svc.webhooks.check_url(notify["url"])
+        svc.webhooks.secret(project)  # refuse now what could not be signed later
+    operation, created = svc.store.create(
+        project, new_operation_id(), spec.name, labels=body["labels"],
+        request_id=body["request_id"],
+        notify=None if notify is None else (notify["url"], tuple(notify["events"])))
     if created:
         try:
             svc.dispatcher.enqueue(operation, spec, body["input"], timeout)

@@ -31,7 +31,7 @@ from app.schemas import (
 )
 from core.codes import HTTP_STATUS, Code
 from core.names import JOB_NAME, OPERATION_ID, PROJECT_ID
-from core.states import State
+from core.states import Event, State
 from core.wire import (
     VALUE_TYPE,
     ListOperationsResponseSchema,
@@ -151,6 +151,27 @@ class EmptySchema(Schema):
     """`google.protobuf.Empty`."""
 
 
+class WebhookDeliverySchema(Schema):
+    """One webhook delivery attempt and its outcome."""
+
+    delivery = fields.String(required=True, metadata={
+        "description": "idempotency id: the same on every attempt of one delivery"})
+    event = fields.String(required=True, validate=validate.OneOf(["done", "progress"]))
+    attempt = fields.Integer(required=True)
+    time = fields.String(required=True, metadata={"description": "RFC 3339, UTC"})
+    url = fields.String(required=True)
+    status = fields.Integer(metadata={"description": "the receiver's HTTP status, if any"})
+    error = fields.String(metadata={"description": "why the attempt failed, if it did"})
+    outcome = fields.String(required=True, validate=validate.OneOf(
+        ["delivered", "retrying", "failed"]))
+
+
+class WebhookDeliveriesSchema(Schema):
+    """An operation's webhook delivery log."""
+
+    deliveries = fields.List(fields.Nested(WebhookDeliverySchema), required=True)
+
+
 # Component name → schema, plus JSON Schema keywords the fields cannot say.
 _COMPONENTS: dict[str, tuple[type[Schema], dict[str, Any]]] = {
     "Any": (AnySchema, {}),
@@ -180,6 +201,8 @@ _COMPONENTS: dict[str, tuple[type[Schema], dict[str, Any]]] = {
     "Job": (JobSchema, {}),
     "ListJobsResponse": (ListJobsResponseSchema, {}),
     "ServingStatus": (ServingStatusSchema, {}),
+    "WebhookDelivery": (WebhookDeliverySchema, {}),
+    "WebhookDeliveries": (WebhookDeliveriesSchema, {}),
 }
 
 
@@ -209,6 +232,7 @@ class _Route:
     response: str  # component name of the 200 body
     body: str | None = None  # component name of the (optional) JSON request body
     query: type[Schema] | None = None
+    content: str = "application/json"  # media type of the 200 body
 
 
 _ROUTES = {
@@ -221,6 +245,11 @@ _ROUTES = {
     "operations.wait_operation": _Route("WaitOperation", "Operation",
                                         body="WaitOperationRequest"),
     "jobs.run_job": _Route("RunJob", "Operation", body="RunJobRequest"),
+    "operations.list_webhook_deliveries": _Route("ListWebhookDeliveries", "WebhookDeliveries"),
+    "watch.watch_operation": _Route("WatchOperation", "EventStream",
+                                    content="text/event-stream"),
+    "watch.watch_operations": _Route("WatchOperations", "EventStream",
+                                     content="text/event-stream"),
     "jobs.list_jobs": _Route("ListJobs", "ListJobsResponse"),
     "jobs.get_job": _Route("GetJob", "Job"),
     "health.healthz": _Route("CheckLiveness", "ServingStatus"),
@@ -245,6 +274,15 @@ def build_document(app: Flask) -> dict[str, Any]:
     plugin.converter.add_attribute_function(_wire_default)
     for name, (schema, extra) in _COMPONENTS.items():
         spec.components.schema(name, extra, schema=schema)
+    spec.components.schema("EventStream", {
+        "type": "object", "description": "one server-sent event",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^\d+-\d+$",
+                   "description": "its change stream entry: send as Last-Event-ID to resume"},
+            "event": {"enum": ["snapshot", "create", *(e.value for e in Event), "delete"]},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "description": "the Operation, or {name, deleted: true}"}}})
     spec.components.schema("OpenApiDocument", {
         "type": "object", "required": ["openapi", "info", "paths"],
         "properties": {"openapi": {"const": "3.1.0"}}})
@@ -279,7 +317,7 @@ def _operation(app: Flask, rule: Rule) -> dict[str, Any]:
         "summary": doc.splitlines()[0] if doc else route.operation_id,
         "tags": [rule.endpoint.split(".")[0]],
         "responses": {
-            "200": {"description": "OK", "content": {_JSON: {"schema": route.response}}},
+            "200": {"description": "OK", "content": {route.content: {"schema": route.response}}},
             "default": "Error",
         },
     }

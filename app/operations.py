@@ -17,7 +17,7 @@ from app.schemas import (
 )
 from app.services import services
 from core import record
-from core.errors import NotFound
+from core.errors import operation_not_found
 from core.filtering import compile_filter
 from core.names import (
     check_operation_id,
@@ -38,14 +38,8 @@ def _require(project: str, operation_id: str) -> Operation:
     check_operation_id(operation_id)
     operation = services().store.get(project, operation_id)
     if operation is None:
-        raise _not_found(project, operation_id)
+        raise operation_not_found(operation_name(project, operation_id))
     return operation
-
-
-def _not_found(project: str, operation_id: str) -> NotFound:
-    name = operation_name(project, operation_id)
-    return NotFound(f"operation {name} not found", reason="OPERATION_NOT_FOUND",
-                    metadata={"name": name})
 
 
 @bp.get("")
@@ -83,7 +77,7 @@ def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
     check_project(project)
     check_operation_id(operation_id)
     if not services().store.delete(project, operation_id):
-        raise _not_found(project, operation_id)
+        raise operation_not_found(operation_name(project, operation_id))
     return {}
 
 
@@ -98,10 +92,17 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
     moved = svc.store.apply(project, operation_id, Event.REQUEST_CANCEL,
                             {record.REQUESTED_CANCELLATION: now_micros()})
     if moved.before is None:
-        raise _not_found(project, operation_id)
+        raise operation_not_found(operation_name(project, operation_id))
     if moved.after is State.CANCELLED:
         svc.dispatcher.revoke(operation_id)
     return {}
+
+
+@bp.get("/<operation_id>/webhookDeliveries")
+def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
+    """Every webhook delivery attempt of the operation and its outcome, oldest first."""
+    _require(project, operation_id)
+    return {"deliveries": services().outbox.history(project, operation_id)}
 
 
 @bp.post("/<operation_id>:wait")
@@ -113,8 +114,8 @@ def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
     timeout = min(parse_duration(body["timeout"], "timeout"), limit) if body["timeout"] else limit
     operation = _require(project, operation_id)
     if not operation.done:
-        svc.waiter.wait(operation.name, timeout,
-                        lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
+        svc.changes.wait([operation.name], timeout,
+                         lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
         operation = _require(project, operation_id)
     return dump_operation(operation)
 

@@ -17,6 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from core.errors import InvalidArgument, field_violations
 from core.names import DURATION as DURATION_PATTERN
 from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID
+from core.webhooks import EVENTS
 
 # Google's system parameters, sent by its client libraries on every call; accepted, unused.
 SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$fields", "fields", "$prettyPrint",
@@ -44,6 +45,14 @@ class FullMatch(validate.Regexp):
 DURATION = FullMatch(DURATION_PATTERN, error="must be a duration such as '30s'")
 
 
+class NotifySchema(Schema):
+    """Where to POST the Operation when it reaches one of `events`."""
+
+    url = fields.String(required=True, validate=validate.Length(max=2048))
+    events = fields.List(fields.String(validate=validate.OneOf(EVENTS)), load_default=["done"],
+                         validate=validate.Length(min=1, max=len(EVENTS)))
+
+
 class RunJobRequestSchema(Schema):
     """Body of `POST /v1/projects/{p}/jobs/{job}:run`."""
 
@@ -59,6 +68,7 @@ class RunJobRequestSchema(Schema):
             LABEL_VALUE, error="label values are 0-63 lowercase letters, digits, _ or -")),
         load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/limits.py
     timeout = fields.String(load_default=None, validate=DURATION)
+    notify = fields.Nested(NotifySchema, load_default=None)
 
 
 class WaitOperationRequestSchema(Schema):

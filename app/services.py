@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from app.changes import ChangeListener
 from app.keys import KeyRing
 from app.page_tokens import PageTokens
 from app.ratelimit import RateLimiter
-from app.waiter import CompletionWaiter
 from core.config import Settings
 from core.jobs import JobRegistry
+from core.outbox import Outbox
 from core.store import OperationStore
+from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
 
 
@@ -25,9 +27,11 @@ class Services:
     registry: JobRegistry
     dispatcher: Dispatcher
     page_tokens: PageTokens
-    waiter: CompletionWaiter
+    changes: ChangeListener
     keyring: KeyRing
     rate_limiter: RateLimiter
+    webhooks: WebhookPolicy
+    outbox: Outbox
 
 
 def services() -> Services:

@@ -156,6 +156,12 @@ BY_CODE: dict[Code, type[OperationError]] = {
 }
 
 
+def operation_not_found(name: str) -> NotFound:
+    """NOT_FOUND for an operation that does not exist (any more)."""
+    return NotFound(f"operation {name} not found", reason="OPERATION_NOT_FOUND",
+                    metadata={"name": name})
+
+
 def reason_for(exc: BaseException) -> str:
     """`ValueError` → `VALUE_ERROR`: an ErrorInfo reason naming an exception class."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(exc).__name__).upper()

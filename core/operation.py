@@ -31,6 +31,7 @@ class Operation:
     requested_cancellation: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    notify_url: str = ""  # where webhooks go (not part of the wire Operation)
     response: Any = None
     error: dict[str, Any] | None = None
 

@@ -71,6 +71,7 @@ def decode(project: str, operation_id: str, raw: Mapping[str, str]) -> Operation
         requested_cancellation=REQUESTED_CANCELLATION in raw,
         labels=json.loads(raw[LABELS]) if LABELS in raw else {},
         request_id=raw.get(REQUEST_ID, ""),
+        notify_url=raw.get(NOTIFY_URL, ""),
         response=json.loads(raw[RESPONSE]) if RESPONSE in raw else None,
         error=json.loads(raw[ERROR]) if ERROR in raw else None,
     )

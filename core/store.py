@@ -273,6 +273,18 @@ class OperationStore:
             self.keys.leases(), "-inf", now_micros(), start=0, num=limit))
         return [cast(tuple[str, str], tuple(member.split("/", 1))) for member in members]
 
+    def stream_tip(self, project: str) -> str:
+        """The id of the newest entry in a project's change stream ("0-0" if empty)."""
+        newest = cast(list[tuple[str, dict[str, str]]],
+                      self.redis.xrevrange(self.keys.events(project), count=1))
+        return newest[0][0] if newest else "0-0"
+
+    def changes_after(self, project: str, after: str,
+                      count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Up to `count` entries of a project's change stream newer than entry `after`."""
+        return cast(list[tuple[str, dict[str, str]]],
+                    self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
+
     def cancellations(self, refs: list[tuple[str, str]]) -> list[tuple[State | None, int | None]]:
         """For (project, id) pairs: each one's state and when its cancellation was asked for."""
         with self.redis.pipeline(transaction=False) as pipe:

@@ -6,7 +6,8 @@ Each tick it:
   ago (marked CANCELLED, its pool process killed, as `revoke(terminate=True)` does);
 - recovers operations whose worker stopped renewing (a node that died): the job's message
   is put back on the queue, or the operation ends FAILED ABORTED if there is none;
-- drops done operations past their retention from the listing indexes.
+- drops done operations past their retention from the listing indexes;
+- starts the webhook deliveries that are due (workers/webhooks.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.errors import Aborted
 from core.names import now_micros, operation_name
 from core.states import LEASED, Event, State
 from workers.broker import redeliver
+from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,18 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._timer_entry: Any = None
+        self._webhooks: WebhookSender | None = None
 
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
+        self._webhooks = WebhookSender(worker.app)
         self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
         if self._timer_entry is not None:
             self._timer_entry.cancel()
+        if self._webhooks is not None:
+            self._webhooks.close()
 
     def tick(self, worker: Any) -> None:
         """One round of supervision; a Redis outage just skips it."""
@@ -51,6 +57,8 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             self._watch_own_jobs(worker)
             self._recover_lost_jobs(worker)
             worker.app.store.reap_expired()
+            if self._webhooks is not None:
+                self._webhooks.pump()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("supervisor cannot reach Redis (%s); will retry", type(exc).__name__)
 

@@ -96,7 +96,8 @@ AUTHENTICATED = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # A :wait on an operation that is not done answers at the cap: keep it tiny here.
-    return dataclasses.replace(settings, max_wait_seconds=0.05, api_keys=json.dumps(
+    return dataclasses.replace(settings, max_wait_seconds=0.05, max_watch_seconds=0.05,
+                               api_keys=json.dumps(
         {"keys": [{**KEY_ENTRY, "ratePerSecond": 0}]}))
 
 

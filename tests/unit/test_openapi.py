@@ -27,6 +27,9 @@ ROUTES = {
     ("delete", "/v1/projects/{project}/operations/{operation}"),
     ("post", "/v1/projects/{project}/operations/{operation}:cancel"),
     ("post", "/v1/projects/{project}/operations/{operation}:wait"),
+    ("get", "/v1/projects/{project}/operations/{operation}:watch"),
+    ("get", "/v1/projects/{project}/operations:watch"),
+    ("get", "/v1/projects/{project}/operations/{operation}/webhookDeliveries"),
     ("post", "/v1/projects/{project}/jobs/{job}:run"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{job}"),
@@ -99,7 +102,8 @@ def test_every_operation_documents_its_result_and_the_error_envelope(
             responses = item[method]["responses"]
             assert set(responses) == {"200", "default"}, (method, path)
             assert responses["default"] == {"$ref": "#/components/responses/Error"}
-            assert responses["200"]["content"]["application/json"]["schema"]["$ref"]
+            media = "text/event-stream" if path.endswith(":watch") else "application/json"
+            assert responses["200"]["content"][media]["schema"]["$ref"]
     error = document["components"]["responses"]["Error"]["content"]["application/json"]
     assert error["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
     envelope = document["components"]["schemas"]["Error"]

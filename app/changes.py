@@ -1,8 +1,9 @@
-"""WaitOperation without polling: one pub/sub subscription per API process.
+"""Waiting for changes without polling: one pub/sub subscription per API process.
 
-Every state change is published on the changes channel. A background thread per process
-listens and wakes the request threads waiting for the operation that just finished, so a
-waiter costs a parked thread and no Redis connection.
+Every change of an operation is published on the changes channel as
+`{name, project, event, state}`. A background thread per process listens and wakes the
+request threads waiting on that operation's name or on its project (`projects/{p}`), so
+a parked WaitOperation or `:watch` costs a thread and no Redis connection.
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
-from core.states import TERMINAL
-
 log = logging.getLogger(__name__)
 
-TERMINAL_NAMES = frozenset(state.value for state in TERMINAL)
 
-
-class CompletionWaiter:
-    """Lets request threads block until an operation is done, woken by pub/sub."""
+class ChangeListener:
+    """Lets request threads block until something they care about changes."""
 
     def __init__(self, client: redis.Redis, channel: str) -> None:
         self._client = client
@@ -34,33 +31,42 @@ class CompletionWaiter:
         self._waiting: defaultdict[str, set[threading.Event]] = defaultdict(set)
         self._thread: threading.Thread | None = None
 
-    def wait(self, name: str, timeout: float, is_done: Callable[[], bool]) -> None:
-        """Return once `is_done()` is true, or after `timeout` seconds; woken by pub/sub."""
+    def wait(self, topics: Iterable[str], timeout: float, ready: Callable[[], bool]) -> bool:
+        """Wait until `ready()`, rechecked on each change of `topics`, or `timeout` seconds.
+
+        Topics are operation names and `projects/{p}` for any change in a project. Returns
+        `ready()` as last seen.
+        """
         self._ensure_listening()
+        topics = tuple(topics)
         deadline = time.monotonic() + timeout
         event = threading.Event()
         with self._lock:
-            self._waiting[name].add(event)
+            for topic in topics:
+                self._waiting[topic].add(event)
         try:
             while True:
-                # Cleared before checking, so a completion between the two is not missed;
-                # a wake-up for any other reason just checks again.
+                # Cleared before checking, so a change between the two is not missed; a
+                # wake-up for any other reason just checks again.
                 event.clear()
+                if ready():
+                    return True
                 remaining = deadline - time.monotonic()
-                if is_done() or remaining <= 0:
-                    return
+                if remaining <= 0:
+                    return False
                 event.wait(remaining)
         finally:
             with self._lock:
-                self._waiting[name].discard(event)
-                if not self._waiting[name]:
-                    del self._waiting[name]
+                for topic in topics:
+                    self._waiting[topic].discard(event)
+                    if not self._waiting[topic]:
+                        del self._waiting[topic]
 
     def _ensure_listening(self) -> None:
         # Started lazily so that each gunicorn worker (after fork) has its own thread.
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._listen, name="opqueue-waiter",
+                self._thread = threading.Thread(target=self._listen, name="opqueue-changes",
                                                 daemon=True)
                 self._thread.start()
 
@@ -70,7 +76,7 @@ class CompletionWaiter:
                 pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._channel)
                 # Anything published while we were not subscribed was missed: recheck all.
-                self._wake_all()
+                self._wake(None)
                 for message in pubsub.listen():
                     self._dispatch(message)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -81,15 +87,12 @@ class CompletionWaiter:
         if message.get("type") != "message":
             return
         change = json.loads(message["data"])
-        if change.get("state") not in TERMINAL_NAMES:
-            return
-        with self._lock:
-            events = list(self._waiting.get(change["name"], ()))
-        for event in events:
-            event.set()
+        self._wake((change["name"], f"projects/{change.get('project', '')}"))
 
-    def _wake_all(self) -> None:
+    def _wake(self, topics: tuple[str, ...] | None) -> None:
         with self._lock:
-            events = [event for group in self._waiting.values() for event in group]
+            groups = (self._waiting.values() if topics is None
+                      else [self._waiting.get(topic, set()) for topic in topics])
+            events = [event for group in groups for event in group]
         for event in events:
             event.set()
