@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+WEBHOOK_SECRET = "integration-secret"
+WEBHOOK_SECRETS = json.dumps({"*": WEBHOOK_SECRET})
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A short grace period and wait cap keep the tests of both quick.
+    # Webhooks may reach the tests' own receivers on loopback.
     with running_stack(tmp_path_factory.mktemp("stack"), OPQUEUE_CANCEL_GRACE_SECONDS="2",
-                       OPQUEUE_MAX_WAIT_SECONDS="3") as deployment:
+                       OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
+                       OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8") as deployment:
         yield deployment
 
 
