@@ -2,7 +2,7 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/opqueue
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md gunicorn.conf.py ./
 COPY core core
 COPY workers workers
 COPY app app
@@ -10,4 +10,4 @@ COPY opqueue opqueue
 RUN pip install --no-cache-dir . && useradd --system --no-create-home opqueue
 USER opqueue
 EXPOSE 8000
-CMD ["gunicorn", "--config", "python:app.gunicorn_conf", "app:create_app()"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"]

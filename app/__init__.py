@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import redis
 from flask import Flask, Request
 
-from app import auth, errors, health, jobs, limits, openapi, operations, watch
+from app import auth, docs, errors, health, jobs, limits, metrics, openapi, operations, ui, watch
 from app.changes import ChangeListener
 from app.keys import KeyRing
 from app.page_tokens import PageTokens
 from app.ratelimit import RateLimiter
 from app.services import Services, services
+from core import logs
 from core.config import Settings
 from core.connection import operation_store
 from core.errors import InvalidArgument
@@ -48,8 +48,7 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
                registry: JobRegistry | None = None) -> Flask:
     """Build the API; every dependency can be injected (tests pass fakes)."""
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings)
     app = Flask(__name__)
     app.request_class = ApiRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -67,8 +66,10 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         webhooks=WebhookPolicy.from_settings(settings),
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
+    metrics.measure_requests(app)
     app.before_request(auth.guard)
     errors.register_error_handlers(app)
-    for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp):
+    for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp, metrics.bp,
+                      ui.bp, docs.bp):
         app.register_blueprint(blueprint)
     return app

@@ -24,6 +24,7 @@ from werkzeug.routing import Rule
 
 from app.auth import PUBLIC, public
 from app.schemas import (
+    BatchRunJobsRequestSchema,
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
     RunJobRequestSchema,
@@ -97,6 +98,12 @@ OperationDoc = _documented(
 ListOperationsResponseDoc = _documented(
     ListOperationsResponseSchema, "ListOperationsResponse",
     operations=fields.List(fields.Nested(OperationDoc)))
+
+
+BatchRunJobsResponseDoc = Schema.from_dict(
+    {"operations": fields.List(fields.Nested(OperationDoc), required=True,
+                               metadata={"description": "one per request, in order"})},
+    name="BatchRunJobsResponse")
 
 
 class ErrorSchema(Schema):
@@ -192,6 +199,10 @@ _COMPONENTS: dict[str, tuple[type[Schema], dict[str, Any]]] = {
     "ListOperationsResponse": (ListOperationsResponseDoc, {"required": ["operations"]}),
     "RunJobRequest": (RunJobRequestSchema, {"examples": [
         {"input": {"seconds": 3, "steps": 6}, "labels": {"team": "ml"}, "timeout": "60s"}]}),
+    "BatchRunJobsRequest": (BatchRunJobsRequestSchema, {"examples": [
+        {"requests": [{"input": {"seconds": 1}},
+                      {"input": {"seconds": 2}, "labels": {"n": "2"}}]}]}),
+    "BatchRunJobsResponse": (BatchRunJobsResponseDoc, {"required": ["operations"]}),
     "WaitOperationRequest": (WaitOperationRequestSchema, {"examples": [{"timeout": "30s"}]}),
     "CancelOperationRequest": (CancelOperationRequestSchema, {}),
     "Empty": (EmptySchema, {}),
@@ -245,6 +256,8 @@ _ROUTES = {
     "operations.wait_operation": _Route("WaitOperation", "Operation",
                                         body="WaitOperationRequest"),
     "jobs.run_job": _Route("RunJob", "Operation", body="RunJobRequest"),
+    "jobs.batch_run_jobs": _Route("BatchRunJobs", "BatchRunJobsResponse",
+                                  body="BatchRunJobsRequest"),
     "operations.list_webhook_deliveries": _Route("ListWebhookDeliveries", "WebhookDeliveries"),
     "watch.watch_operation": _Route("WatchOperation", "EventStream",
                                     content="text/event-stream"),
@@ -254,12 +267,22 @@ _ROUTES = {
     "jobs.get_job": _Route("GetJob", "Job"),
     "health.healthz": _Route("CheckLiveness", "ServingStatus"),
     "health.readyz": _Route("CheckReadiness", "ServingStatus"),
+    "metrics.get_metrics": _Route("GetMetrics", "PrometheusText",
+                                  content="text/plain; version=0.0.4"),
     "openapi.get_openapi": _Route("GetOpenApi", "OpenApiDocument"),
 }
 
 _METHODS = ("get", "post", "delete")
 # A Flask path variable, `<name>` or `<converter:name>`.
 _VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+# Blueprints of pages for people (the dashboard, the API docs) and Flask's own static
+# files: not API calls, so neither in the document nor in `_ROUTES`.
+NOT_API = frozenset({"static", "ui", "docs"})
+
+
+def is_api_route(rule: Rule) -> bool:
+    """Whether `rule` belongs to the API, and so to its document."""
+    return rule.endpoint.partition(".")[0] not in NOT_API
 
 
 def build_document(app: Flask) -> dict[str, Any]:
@@ -274,6 +297,8 @@ def build_document(app: Flask) -> dict[str, Any]:
     plugin.converter.add_attribute_function(_wire_default)
     for name, (schema, extra) in _COMPONENTS.items():
         spec.components.schema(name, extra, schema=schema)
+    spec.components.schema("PrometheusText", {
+        "type": "string", "description": "Prometheus text exposition format 0.0.4"})
     spec.components.schema("EventStream", {
         "type": "object", "description": "one server-sent event",
         "required": ["id", "event", "data"],
@@ -296,7 +321,7 @@ def build_document(app: Flask) -> dict[str, Any]:
 
     rules: dict[str, list[Rule]] = defaultdict(list)
     for rule in app.url_map.iter_rules():
-        if rule.endpoint != "static":
+        if is_api_route(rule):
             rules[_openapi_path(rule)].append(rule)
     for path, same_path in sorted(rules.items()):
         operations = {method: _operation(app, rule)

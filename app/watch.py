@@ -73,6 +73,7 @@ def _event_stream(svc: Services, project: str, name: str | None) -> Response:
 def _events(svc: Services, project: str, name: str | None, last: str | None) -> Iterator[str]:
     store = svc.store
     deadline = time.monotonic() + svc.settings.max_watch_seconds
+    yield ": watching\n\n"  # at once, so a client knows the stream is live before any change
     if last is None:
         last = store.stream_tip(project)
         if name is not None:

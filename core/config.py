@@ -38,6 +38,8 @@ class Settings:
     web_processes: int = 2
     web_threads: int = 128
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object a line, with operation and job
+    metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
     api_keys_file: str = ""  # JSON keys file; see app/keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
@@ -74,7 +76,7 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-_ENV_NAMES = {"redis_url": "REDIS_URL", "port": "PORT"}
+_ENV_NAMES = {"redis_url": "REDIS_URL", "port": "PORT", "metrics_dir": "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def redis_configured(environ: Mapping[str, str] | None = None) -> bool:

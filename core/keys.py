@@ -51,6 +51,10 @@ class Keys:
         """List of an operation's webhook delivery attempts and their outcomes."""
         return f"{self.prefix}:deliveries:{project}:{operation_id}"
 
+    def metrics(self) -> str:
+        """Hash of operation counters and histograms (see core/metrics.py)."""
+        return f"{self.prefix}:metrics"
+
     def secret(self) -> str:
         """The deployment's page-token key, shared by every API process."""
         return f"{self.prefix}:secret:page-token"

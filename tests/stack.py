@@ -112,7 +112,7 @@ class Stack:
         def ready() -> bool:
             try:
                 return requests.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer
                 return False
 
         eventually(ready, what="the API to be ready")

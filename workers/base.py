@@ -14,7 +14,7 @@ from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Task
 from celery.exceptions import Ignore
 
-from core import record
+from core import logs, record
 from core.errors import (
     Aborted,
     Cancelled,
@@ -61,6 +61,7 @@ class OperationTask(Task):  # type: ignore[misc]
         """
         project = kwargs["project"]
         name = operation_name(project, task_id)
+        self.request.log_scope = logs.bind(name, self.name)  # until after_return
         settings = self.app.settings
         moved = self.app.store.apply(
             project, task_id, Event.START,
@@ -107,6 +108,12 @@ class OperationTask(Task):  # type: ignore[misc]
             log.info("failed %s: %s", name, status["message"])
         else:
             log.error("failed %s with an unexpected error", name, exc_info=exc)
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:
+        """The job's log lines are over."""
+        token = getattr(self.request, "log_scope", None)
+        if token is not None:
+            logs.unbind(token)
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple[Any, ...],
                  kwargs: dict[str, Any], einfo: Any) -> None:

@@ -1,12 +1,12 @@
 -- Forget an operation: its hash, its index and expiry entries, its lease, its request key,
 -- and its place in the project's count of not-done operations; record and announce it.
 -- KEYS[1] operation hash   KEYS[2] project index   KEYS[3] expiry set   KEYS[4] lease set
--- KEYS[5] not-done counts  KEYS[6] the project's change stream
+-- KEYS[5] not-done counts  KEYS[6] the project's change stream   KEYS[7] metrics hash
 -- ARGV[1] project   ARGV[2] operation id   ARGV[3] 'project/id'   ARGV[4] request key prefix
 -- ARGV[5] operation name   ARGV[6] changes channel   ARGV[7] stream length bound   ARGV[8] now (µs)
 -- ARGV[9] retention (s)    ARGV[10..] terminal state names
 -- Returns 1 if the operation existed.
-local found = redis.call('HMGET', KEYS[1], 'state', 'rid')
+local found = redis.call('HMGET', KEYS[1], 'state', 'rid', 'job')
 if not found[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
@@ -22,4 +22,5 @@ for i = 10, #ARGV do
   if found[1] == ARGV[i] then return 1 end
 end
 if redis.call('HINCRBY', KEYS[5], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[1]) end
+redis.call('HINCRBY', KEYS[7], 'active|' .. found[3] .. '|' .. found[1], -1)
 return 1

@@ -2,11 +2,12 @@
 -- stream, announce it, and queue the webhook delivery the operation asked for, if any.
 -- KEYS[1] operation hash   KEYS[2] expiry set of done operations   KEYS[3] lease set
 -- KEYS[4] hash of not-done operations per project   KEYS[5] the project's change stream
--- KEYS[6] webhook outbox
+-- KEYS[6] webhook outbox   KEYS[7] metrics hash (core/metrics.py)
 -- ARGV[1] JSON: event, moves {from: to}, terminal {state: true}, leased {state: true},
 --         now (µs, string), expires_at (s), retention (s), member ('project/id'), project,
 --         id, channel, name, stream_max, incr [field, ...], fields {name: value},
---         lease_until (µs, string, optional: take the lease; refused while another holds it)
+--         lease_until (µs, string, optional: take the lease; refused while another holds it),
+--         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms
 -- Returns {state before, state after, attempt}; state after is '' when the event does not
 -- apply (including a forgotten operation: a deleted hash is never written again).
 local args = cjson.decode(ARGV[1])
@@ -35,6 +36,30 @@ if args.lease_until then
 end
 redis.call('HSET', KEYS[1], unpack(pairs_to_set))
 for _, name in ipairs(args.incr) do redis.call('HINCRBY', KEYS[1], name, 1) end
+local job = redis.call('HGET', KEYS[1], 'job')
+local function count(kind, label, by)
+  redis.call('HINCRBY', KEYS[7], kind .. '|' .. job .. '|' .. label, by)
+end
+local function observe(kind, seconds)
+  for i, bound in ipairs(args.bounds) do
+    if seconds <= bound then count(kind, args.labels[i], 1) end
+  end
+  count(kind, '+Inf', 1)
+  count(kind, 'count', 1)
+  redis.call('HINCRBYFLOAT', KEYS[7], kind .. '|' .. job .. '|sum', seconds)
+end
+if current ~= target then
+  if args.active[current] then count('active', current, -1) end
+  if args.active[target] then count('active', target, 1) end
+end
+if args.event == 'start' then
+  observe('wait', (tonumber(args.now) - tonumber(redis.call('HGET', KEYS[1], 'ct'))) / 1e6)
+end
+if args.terminal[target] then
+  count('finished', target, 1)
+  local started = redis.call('HGET', KEYS[1], 'st')
+  if started then observe('run', (tonumber(args.now) - tonumber(started)) / 1e6) end
+end
 if not args.leased[target] then
   redis.call('HDEL', KEYS[1], 'lease')
   redis.call('ZREM', KEYS[3], args.member)

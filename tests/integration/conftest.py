@@ -29,7 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Webhooks may reach the tests' own receivers on loopback.
     with running_stack(tmp_path_factory.mktemp("stack"), OPQUEUE_CANCEL_GRACE_SECONDS="2",
                        OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
-                       OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8") as deployment:
+                       OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+                       OPQUEUE_LOG_FORMAT="json") as deployment:
         yield deployment
 
 

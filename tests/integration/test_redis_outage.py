@@ -62,8 +62,11 @@ def test_done_operations_expire_and_leave_no_keys_behind(tmp_path: Path) -> None
             keys = set(client.scan_iter(match=f"{stack.prefix}:*", count=1000))
             return {key for key in keys if not key.startswith(f"{stack.prefix}:broker:")}
 
-        # At most the page-token key stays (made on the first listing); nothing per operation.
-        eventually(lambda: ours() <= {f"{stack.prefix}:secret:page-token"},
+        # Only per-deployment keys stay: the page-token key (made on the first listing) and
+        # the counters (bounded by job types, states and histogram buckets); nothing per
+        # operation, and the project's change stream expires with its inactivity.
+        eventually(lambda: ours() <= {f"{stack.prefix}:secret:page-token",
+                                      f"{stack.prefix}:metrics"},
                    what="every operation key, index entry and request key to go")
         listed = requests.get(f"{stack.base_url}/v1/projects/churn/operations", timeout=10)
         assert listed.json() == {"operations": []}

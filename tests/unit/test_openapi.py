@@ -31,11 +31,13 @@ ROUTES = {
     ("get", "/v1/projects/{project}/operations:watch"),
     ("get", "/v1/projects/{project}/operations/{operation}/webhookDeliveries"),
     ("post", "/v1/projects/{project}/jobs/{job}:run"),
+    ("post", "/v1/projects/{project}/jobs/{job}:batchRun"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{job}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),
+    ("get", "/metrics"),
 }
 PATTERNS = {
     "project": "^[a-z][a-z0-9-]{0,62}$",
@@ -70,7 +72,7 @@ def test_every_route_of_the_url_map_is_documented_and_nothing_else(
     registered = {
         (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>",
                                 lambda m: "{" + wire_names.get(m[1], m[1]) + "}", rule.rule))
-        for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+        for rule in app.url_map.iter_rules() if openapi.is_api_route(rule)
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     documented = {(method, path) for path, item in document["paths"].items()
@@ -102,7 +104,9 @@ def test_every_operation_documents_its_result_and_the_error_envelope(
             responses = item[method]["responses"]
             assert set(responses) == {"200", "default"}, (method, path)
             assert responses["default"] == {"$ref": "#/components/responses/Error"}
-            media = "text/event-stream" if path.endswith(":watch") else "application/json"
+            media = ("text/event-stream" if path.endswith(":watch")
+                     else "text/plain; version=0.0.4" if path == "/metrics"
+                     else "application/json")
             assert responses["200"]["content"][media]["schema"]["$ref"]
     error = document["components"]["responses"]["Error"]["content"]["application/json"]
     assert error["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
@@ -198,6 +202,6 @@ def test_only_the_public_routes_need_no_api_key(document: dict[str, Any]) -> Non
     open_to_all = {f"{method.upper()} {path}" for path, item in document["paths"].items()
                    for method, operation in item.items()
                    if isinstance(operation, dict) and operation.get("security") == []}
-    assert open_to_all == {"GET /healthz", "GET /readyz", "GET /openapi.json"}
+    assert open_to_all == {"GET /healthz", "GET /readyz", "GET /openapi.json", "GET /metrics"}
     schemes = set(document["components"]["securitySchemes"])
     assert schemes == {"bearer", "googApiKey"}

@@ -1,0 +1,76 @@
+"""Operation metrics, counted in Redis by the same scripts that make each change.
+
+So they are exact across any number of API and worker processes on any hosts. One hash
+holds every counter; its fields are `kind|job|label`:
+
+- `created|JOB|`            operations created
+- `finished|JOB|STATE`      operations that ended in STATE
+- `active|JOB|STATE`        operations now PENDING, RUNNING or CANCELLING
+- `run|JOB|LE`, `wait|JOB|LE`  cumulative histogram buckets (seconds) of run time (start
+                            to end of the last attempt) and queue wait (create to start),
+                            with `LE` = `sum` and `count` for their sums and counts
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import cast
+
+import redis
+
+from core.keys import Keys
+from core.states import LEASED, State
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+           900.0, 3600.0)
+ACTIVE = frozenset({State.PENDING, *LEASED})
+
+
+@dataclass
+class Histogram:
+    """Cumulative bucket counts (by upper bound, `+Inf` last), sum and count."""
+
+    buckets: dict[str, float] = field(default_factory=dict)
+    sum: float = 0.0
+    count: float = 0.0
+
+
+@dataclass
+class OperationMetrics:
+    """A snapshot of the counters, by job (and state)."""
+
+    created: dict[str, float] = field(default_factory=dict)
+    finished: dict[tuple[str, str], float] = field(default_factory=dict)
+    active: dict[tuple[str, str], float] = field(default_factory=dict)
+    run: dict[str, Histogram] = field(default_factory=lambda: defaultdict(Histogram))
+    wait: dict[str, Histogram] = field(default_factory=lambda: defaultdict(Histogram))
+
+
+def read(client: redis.Redis, keys: Keys) -> OperationMetrics:
+    """The current counters."""
+    raw = cast(dict[str, str], client.hgetall(keys.metrics()))
+    metrics = OperationMetrics()
+    for name, value in raw.items():
+        kind, job, label = name.split("|", 2)
+        number = float(value)
+        if kind == "created":
+            metrics.created[job] = number
+        elif kind == "finished":
+            metrics.finished[(job, label)] = number
+        elif kind == "active":
+            metrics.active[(job, label)] = number
+        elif kind in ("run", "wait"):
+            histogram = (metrics.run if kind == "run" else metrics.wait)[job]
+            if label == "sum":
+                histogram.sum = number
+            elif label == "count":
+                histogram.count = number
+            else:
+                histogram.buckets[label] = number
+    return metrics
+
+
+def bucket_labels() -> list[str]:
+    """The `le` labels of the histograms, as the scripts write them."""
+    return [*(f"{bound:g}" for bound in BUCKETS), "+Inf"]
