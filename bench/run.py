@@ -24,21 +24,40 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages importable
 
-from bench import environment, wait_cancel  # noqa: E402
+from bench import (  # noqa: E402
+    environment,
+    listing,
+    memory,
+    progress,
+    reads,
+    throughput,
+    wait_cancel,
+)
 from bench.report import Row, markdown_notes, markdown_table  # noqa: E402
 from core.config import Settings, redis_configured  # noqa: E402
 from tests.stack import Stack, running_stack  # noqa: E402
 
 Benchmark = Callable[[Stack, bool], list[Row]]
 
-# name → function(stack, quick) returning rows; issue #6 adds its families here.
+# name → function(stack, quick) returning rows, in the order they run: families that need
+# the same worker nodes are next to each other, since each starts the ones it needs.
 BENCHMARKS: dict[str, Benchmark] = {
+    "submit": throughput.submit_single,
+    "batch-submit": throughput.submit_batch,
+    "get": reads.get_operation,
+    "list": listing.list_operations,
+    "end-to-end": throughput.end_to_end,
+    "memory": memory.memory_per_operation,
+    "progress": progress.progress_rate,
     "wait-wakeup": wait_cancel.wakeup_latency,
     "cancel": wait_cancel.cancel_latency,
+    "cpu-scaling": throughput.cpu_scaling,
 }
-WORKERS = ("w1", "w2")  # two worker nodes, each with Stack.start_worker's concurrency of 2
-# A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table).
-STACK_ENV = {"OPQUEUE_CANCEL_GRACE_SECONDS": "2"}
+# A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
+# bench/jobs.py adds the no-op and progress jobs.
+STACK_ENV = {"OPQUEUE_CANCEL_GRACE_SECONDS": "2",
+             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs,bench.jobs"}
+ANALYSIS = "## What limits each figure"  # from here on, RESULTS.md is written by hand
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -66,8 +85,9 @@ def check_local_redis() -> None:
 
 
 def document(rows: list[Row], facts: list[str], *, command: str, quick: bool,
-             seconds: float, load: tuple[str, str]) -> str:
+             seconds: float, load: tuple[str, str], analysis: str = "") -> str:
     """The results as Markdown: the table, its notes, and what it was measured on."""
+    missed = [row.figure for row in rows if row.met is False]
     return "\n".join([
         "# opqueue benchmarks",
         "",
@@ -79,12 +99,25 @@ def document(rows: list[Row], facts: list[str], *, command: str, quick: bool,
         "",
         markdown_notes(rows),
         "",
+        "Targets not met in this run: " + ("; ".join(missed) if missed else "none") + "."
+        + (f" Why: see [{ANALYSIS[3:]}](#what-limits-each-figure)." if missed else ""),
+        "",
         "## Environment",
         "",
         *(f"- {fact}" for fact in facts),
         f"- load average (1/5/15 min) at start {load[0]}, at end {load[1]}",
         "",
+        *([analysis.rstrip(), ""] if analysis else []),
     ])
+
+
+def kept_analysis(path: Path | None) -> str:
+    """The hand-written part of an existing results file (from ANALYSIS on), if any."""
+    if path is None or not path.exists():
+        return ""
+    text = path.read_text()
+    at = text.find(ANALYSIS)
+    return text[at:] if at >= 0 else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="opqueue-bench-"))
     try:
-        with running_stack(workdir, WORKERS, **STACK_ENV) as stack:
+        with running_stack(workdir, (), **STACK_ENV) as stack:
             facts = environment.describe(stack)
             for name in chosen:
                 print(f"running {name}…", file=sys.stderr, flush=True)
@@ -111,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python bench/run.py", *argv])
     text = document(rows, facts, command=command, quick=args.quick,
                     seconds=time.perf_counter() - started,
-                    load=(load_at_start, environment.load_average()))
+                    load=(load_at_start, environment.load_average()),
+                    analysis=kept_analysis(output or DEFAULT_OUTPUT))
     print(text)
     if output is not None:
         output.write_text(text)

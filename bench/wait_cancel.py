@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import requests
 
-from bench.environment import worker_concurrency
+from bench.environment import use_workers, worker_concurrency
 from bench.report import Row, median_row, percentile_rows
 from core.connection import redis_client
 from tests.stack import Api, Stack, eventually, open_gate
@@ -26,6 +26,7 @@ from tests.stack import Api, Stack, eventually, open_gate
 WAIT_TIMEOUT = 30.0  # seconds a :wait call asks for; every client call is bounded by it
 POLL_INTERVAL = 0.1  # the naive client's GET period
 PARK_SETTLE = 0.02  # after the wait's connection is up: ample to park a request (≈1 ms work)
+NODES = {"w1": 2, "w2": 2}  # two worker nodes of 2 processes
 RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
 
 
@@ -144,6 +145,7 @@ def wakeup_latency(stack: Stack, quick: bool = False) -> list[Row]:
     A naive client polling GET every 100 ms, gate opened at a random phase, is the baseline.
     """
     operations, polls = (20, 5) if quick else (200, 50)
+    use_workers(stack, NODES)
     rng = random.Random(6)  # a fixed seed: the same phases every run
 
     def parked(before: int) -> None:
@@ -216,6 +218,7 @@ def _cancel_running(jobs: GateJobs, *, cooperative: bool) -> float:
 def cancel_latency(stack: Stack, quick: bool = False) -> list[Row]:
     """Time from the cancel call to CANCELLED: queued, cooperative and deaf running jobs."""
     runs = 5 if quick else 20
+    use_workers(stack, NODES)
     with GateJobs(stack) as jobs:
         queued, call = _cancel_queued(jobs, runs)
         cooperative = [_cancel_running(jobs, cooperative=True) for _ in range(runs)]

@@ -6,6 +6,7 @@ the modules listed in `Settings.job_modules`, so users add jobs without editing 
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class JobSpec:
         if not isinstance(data, Mapping):
             raise InvalidArgument.for_fields({"input": "must be a JSON object"})
         try:
-            loaded: dict[str, Any] = self.input_schema(unknown=marshmallow.RAISE).load(data)
+            loaded: dict[str, Any] = _loader(self.input_schema).load(data)
         except marshmallow.ValidationError as exc:
             raise InvalidArgument.for_fields(field_violations(exc.messages, "input")) from None
         return loaded
@@ -62,6 +63,12 @@ class JobSpec:
     def run(self, context: JobContext, data: Mapping[str, Any]) -> Any:
         """Call the job function with its validated input as keyword arguments."""
         return self.function(context, **self.load_input(data))
+
+
+@functools.cache
+def _loader(schema: type[marshmallow.Schema]) -> marshmallow.Schema:
+    # One instance per schema: building one costs more than loading a small input with it.
+    return schema(unknown=marshmallow.RAISE)
 
 
 @dataclass

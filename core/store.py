@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ import redis
 from core import record
 from core.errors import ResourceExhausted
 from core.keys import Keys
+from core.metrics import ACTIVE, BUCKETS, bucket_labels
 from core.names import now_micros, operation_name
 from core.operation import Operation
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
@@ -28,6 +29,7 @@ from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 _LEASED_FLAGS = {state.value: True for state in LEASED}
+_ACTIVE_FLAGS = {state.value: True for state in ACTIVE}
 
 
 def _script(name: str) -> str:
@@ -47,6 +49,16 @@ class Transition:
     def applied(self) -> bool:
         """True when the event moved (or refreshed) the operation."""
         return self.after is not None
+
+
+@dataclass(frozen=True)
+class NewOperation:
+    """An operation to create: its id, labels, the client's requestId and webhook wishes."""
+
+    id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+    notify: tuple[str, tuple[str, ...]] | None = None  # (url, events)
 
 
 @dataclass(frozen=True)
@@ -87,28 +99,60 @@ class OperationStore:
         Returns the operation and whether it was created by this call. Raises
         RESOURCE_EXHAUSTED if the project already has its most operations not done.
         """
-        fields = record.new_fields(job, labels or {}, request_id, notify)
-        request_key = self.keys.request(project, request_id) if request_id else ""
-        created, value = self._create(
-            keys=[self.keys.operation(project, operation_id), self.keys.index(project),
-                  request_key or self.keys.operation(project, operation_id), self.keys.queued(),
-                  self.keys.events(project)],
-            args=[operation_id, now_micros(), self.retention_seconds, "1" if request_id else "0",
-                  project, self.max_queued_per_project, operation_name(project, operation_id),
-                  self.keys.changes(), self.event_stream_max_length,
-                  *[item for pair in fields.items() for item in pair]],
-        )
-        if int(created) == 0:
-            return self.require_existing(project, value), False
-        if int(created) == 2:
+        return self.create_many(project, job, [
+            NewOperation(operation_id, labels or {}, request_id, notify)])[0]
+
+    def create_many(self, project: str, job: str,
+                    new: Sequence[NewOperation]) -> list[tuple[Operation, bool]]:
+        """Store new PENDING operations of one job in one atomic step, in order.
+
+        Each is as `create` would make it: an operation whose `request_id` is already known
+        (or given earlier in `new`) comes back instead of a new one, with False. Raises
+        RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
+        past its most operations not done.
+        """
+        keys = [self.keys.index(project), self.keys.queued(), self.keys.events(project),
+                self.keys.metrics()]
+        args: list[Any] = [now_micros(), self.retention_seconds, project,
+                           self.max_queued_per_project, self.keys.changes(),
+                           self.event_stream_max_length, job]
+        for item in new:
+            hash_key = self.keys.operation(project, item.id)
+            keys += [hash_key, self.keys.request(project, item.request_id)
+                     if item.request_id else hash_key]
+            fields = record.new_fields(job, item.labels, item.request_id, item.notify)
+            args += [item.id, operation_name(project, item.id),
+                     "1" if item.request_id else "0", len(fields)]
+            for pair in fields.items():
+                args += pair
+        reply = cast(list[Any], self._create(keys=keys, args=args))
+        if int(reply[0]) == 2:
             raise ResourceExhausted(
-                f"project {project} already has {value} operations not done, its limit; "
-                "wait for some to finish", reason="TOO_MANY_QUEUED_OPERATIONS",
+                f"project {project} already has {reply[1]} operations not done; its limit is "
+                f"{self.max_queued_per_project}: wait for some to finish",
+                reason="TOO_MANY_QUEUED_OPERATIONS",
                 metadata={"limit": str(self.max_queued_per_project)})
-        stamp = int(value)
-        return Operation(project=project, id=operation_id, job=job, state=State.PENDING,
-                         create_time=stamp, update_time=stamp, labels=dict(labels or {}),
-                         request_id=request_id), True
+        results: list[tuple[Operation, bool] | str] = []
+        for item, flag, value in zip(new, reply[::2], reply[1::2], strict=True):
+            if int(flag) == 0:
+                results.append(str(value))  # an existing operation's id: loaded below
+                continue
+            stamp = int(value)
+            results.append((Operation(
+                project=project, id=item.id, job=job, state=State.PENDING, create_time=stamp,
+                update_time=stamp, labels=dict(item.labels), request_id=item.request_id,
+                notify_url=item.notify[0] if item.notify else ""), True))
+        existing = {i: None for i in results if isinstance(i, str)}
+        loaded = self._load(project, list(existing)) if existing else {}
+        return [(self._existing(project, result, loaded), False) if isinstance(result, str)
+                else result for result in results]
+
+    def _existing(self, project: str, operation_id: str,
+                  loaded: dict[str, Operation]) -> Operation:
+        found = loaded.get(operation_id)
+        if found is None:
+            raise LookupError(f"{operation_name(project, operation_id)} vanished")
+        return found
 
     def get(self, project: str, operation_id: str) -> Operation | None:
         """The operation, or None if it does not exist (never existed, deleted or expired)."""
@@ -141,6 +185,9 @@ class OperationStore:
         now = now_micros()
         args = {
             "event": event.value,
+            "active": _ACTIVE_FLAGS,
+            "bounds": list(BUCKETS),
+            "labels": bucket_labels()[:-1],
             "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},
             "terminal": _TERMINAL_FLAGS,
             "leased": _LEASED_FLAGS,
@@ -161,7 +208,7 @@ class OperationStore:
         before, after, attempt = self._transition(
             keys=[self.keys.operation(project, operation_id), self.keys.expiry(),
                   self.keys.leases(), self.keys.queued(), self.keys.events(project),
-                  self.keys.outbox()],
+                  self.keys.outbox(), self.keys.metrics()],
             args=[json.dumps(args)],
         )
         return Transition(State(before) if before else None, State(after) if after else None,
@@ -173,7 +220,7 @@ class OperationStore:
         existed = self._delete(
             keys=[self.keys.operation(project, operation_id), self.keys.index(project),
                   self.keys.expiry(), self.keys.leases(), self.keys.queued(),
-                  self.keys.events(project)],
+                  self.keys.events(project), self.keys.metrics()],
             args=[project, operation_id, member, self.keys.request(project, ""),
                   operation_name(project, operation_id), self.keys.changes(),
                   self.event_stream_max_length, now_micros(), self.retention_seconds,

@@ -82,7 +82,39 @@ _OPERATION = OperationSchema()
 
 
 def dump_operation(operation: Operation) -> dict[str, Any]:
-    """An Operation as proto3 JSON."""
+    """An Operation as proto3 JSON: what `OperationSchema` dumps, written out.
+
+    GetOperation, ListOperations and :batchRun render every operation they answer with, so
+    this is on the hot path; built directly it costs a sixth of the schema's dump (the
+    schemas stay the documented shape, and a test holds the two to the same output).
+    """
+    meta: dict[str, Any] = {"@type": METADATA_TYPE, "job": operation.job,
+                            "state": operation.state.value,
+                            "createTime": format_timestamp(operation.create_time)}
+    if operation.start_time is not None:
+        meta["startTime"] = format_timestamp(operation.start_time)
+    meta["updateTime"] = format_timestamp(operation.update_time)
+    if operation.end_time is not None:
+        meta["endTime"] = format_timestamp(operation.end_time)
+    for key, value in (("progressPercent", operation.progress_percent),
+                       ("statusMessage", operation.status_message),
+                       ("details", operation.details), ("attempt", operation.attempt),
+                       ("worker", operation.worker),
+                       ("requestedCancellation", operation.requested_cancellation),
+                       ("labels", operation.labels)):
+        if value:  # proto3 JSON leaves out fields at their default value
+            meta[key] = value
+    dumped: dict[str, Any] = {"name": operation.name, "metadata": meta, "done": operation.done}
+    status = operation.status
+    if status is not None:
+        dumped["error"] = status
+    if operation.state == "SUCCEEDED":
+        dumped["response"] = {"@type": VALUE_TYPE, "value": operation.response}
+    return dumped
+
+
+def dump_operation_by_schema(operation: Operation) -> dict[str, Any]:
+    """The same JSON through the marshmallow schemas (the reference `dump_operation` keeps to)."""
     dumped: dict[str, Any] = _OPERATION.dump(operation)
     return dumped
 

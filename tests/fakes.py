@@ -23,6 +23,11 @@ class RecordingDispatcher:
             raise ConnectionError("broker down")
         self.queued.append((operation.name, spec.name, job_input, timeout))
 
+    def enqueue_many(self, submissions: list[Any]) -> None:
+        for submission in submissions:
+            self.enqueue(submission.operation, submission.spec, submission.input,
+                         submission.timeout)
+
     def revoke(self, operation_id: str) -> None:
         self.revoked.append(operation_id)
 

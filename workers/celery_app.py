@@ -11,7 +11,9 @@ from functools import cached_property
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
+from core import logs
 from core.config import Settings
 from core.connection import operation_store
 from core.jobs import JobRegistry, JobSpec
@@ -82,7 +84,10 @@ def _task_body(spec: JobSpec) -> Any:
     def run_job(task: Any, project: str, input: dict[str, Any]) -> str:
         context = OperationContext(task.app.store, project, task.request.id,
                                    attempt=task.request.retries + 1)
-        return encode_json(spec.run(context, input))
+        try:
+            return encode_json(spec.run(context, input))
+        finally:
+            context.close()  # coalesced progress is written before the outcome is
 
     # Celery compiles a signature from the function's name, which must be an identifier.
     run_job.__name__ = run_job.__qualname__ = re.sub(r"\W", "_", spec.name)
@@ -92,6 +97,13 @@ def _task_body(spec: JobSpec) -> Any:
 def worker_app(settings: Settings | None = None) -> OpqueueCelery:
     """The app a worker process runs: settings from the environment, job modules loaded."""
     settings = settings or Settings.from_env()
+    configured = settings
+
+    def configure_logging(**_: Any) -> None:
+        logs.configure(configured)
+
+    setup_logging.connect(configure_logging, weak=False)  # instead of Celery's own setup
+
     return OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
 

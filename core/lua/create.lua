@@ -1,33 +1,66 @@
--- Create an operation atomically: its hash, its place in the project index and, when the
--- client sent a requestId, the request key that makes a resubmission return the same one.
--- KEYS[1] operation hash   KEYS[2] project index   KEYS[3] request key (only read when ARGV[4] == '1')
--- KEYS[4] hash of not-done operations per project   KEYS[5] the project's change stream
--- ARGV[1] operation id     ARGV[2] create time, microseconds
--- ARGV[3] request-key TTL, seconds     ARGV[4] '1' when there is a requestId
--- ARGV[5] project          ARGV[6] most not-done operations a project may have (0: no limit)
--- ARGV[7] operation name   ARGV[8] changes channel   ARGV[9] stream length bound
--- ARGV[10..] field, value pairs of the new hash
--- Returns {1, create time} when created, {0, existing operation id} for a known requestId,
--- {2, how many are not done} when the project is at its limit.
-if ARGV[4] == '1' then
-  local existing = redis.call('GET', KEYS[3])
-  if existing then return {0, existing} end
+-- Create one or many operations of one project atomically: for each, its hash, its place in
+-- the project index, a change-stream entry and an announcement and, when the client sent a
+-- requestId, the request key that makes a resubmission return the same one.
+-- KEYS[1] project index   KEYS[2] hash of not-done operations per project
+-- KEYS[3] the project's change stream   KEYS[4] metrics hash (core/metrics.py)
+-- KEYS[3 + 2i], KEYS[4 + 2i] operation i's hash and request key (its hash again without one)
+-- ARGV[1] create time, microseconds   ARGV[2] request-key TTL and stream TTL, seconds
+-- ARGV[3] project   ARGV[4] most not-done operations a project may have (0: no limit)
+-- ARGV[5] changes channel   ARGV[6] stream length bound   ARGV[7] job
+-- ARGV[8..] per operation: id, name, '1' when it has a requestId, n, then n field, value
+--           pairs of its new hash
+-- Returns, per operation in order, 1 and its create time when created, or 0 and the id of
+-- the operation its requestId already names (in Redis, or earlier in this same call);
+-- or {2, how many are not done} when creating them all would pass the project's limit,
+-- in which case nothing is written.
+local ops, at = {}, 8
+while at <= #ARGV do
+  local i = #ops + 1
+  local op = {id = ARGV[at], name = ARGV[at + 1], hash = KEYS[3 + 2 * i],
+              request = ARGV[at + 2] == '1' and KEYS[4 + 2 * i] or nil,
+              first = at + 4, last = at + 3 + 2 * tonumber(ARGV[at + 3])}
+  ops[i] = op
+  at = op.last + 1
 end
-local queued = tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '0')
-if tonumber(ARGV[6]) > 0 and queued >= tonumber(ARGV[6]) then return {2, tostring(queued)} end
+-- Which ones are new: a requestId seen before (in Redis or in this call) names its operation.
+local claimed, fresh = {}, 0
+for _, op in ipairs(ops) do
+  if op.request then
+    op.existing = claimed[op.request] or redis.call('GET', op.request)
+    if not op.existing then claimed[op.request] = op.id end
+  end
+  if not op.existing then fresh = fresh + 1 end
+end
+local queued = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+local limit = tonumber(ARGV[4])
+if fresh > 0 and limit > 0 and queued + fresh > limit then return {2, tostring(queued)} end
 -- Scores are unique per project so that a page token (the last score seen) never skips or
 -- repeats an operation created in the same microsecond as another.
-local created = tonumber(ARGV[2])
-local newest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local created = tonumber(ARGV[1])
+local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if newest[2] and tonumber(newest[2]) >= created then created = tonumber(newest[2]) + 1 end
-local stamp = string.format('%.0f', created)
-redis.call('HSET', KEYS[1], 'ct', stamp, 'ut', stamp, unpack(ARGV, 10))
-redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
-redis.call('ZADD', KEYS[2], stamp, ARGV[1])
-if ARGV[4] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*',
-           'name', ARGV[7], 'event', 'create', 'state', 'PENDING', 'time', stamp)
-redis.call('EXPIRE', KEYS[5], ARGV[3])  -- an idle project's stream goes with its operations
-redis.call('PUBLISH', ARGV[8], cjson.encode({name = ARGV[7], project = ARGV[5],
-                                             event = 'create', state = 'PENDING'}))
-return {1, stamp}
+local job = ARGV[7]
+local out = {}
+for _, op in ipairs(ops) do
+  if op.existing then
+    out[#out + 1], out[#out + 2] = 0, op.existing
+  else
+    local stamp = string.format('%.0f', created)
+    created = created + 1
+    redis.call('HSET', op.hash, 'ct', stamp, 'ut', stamp, unpack(ARGV, op.first, op.last))
+    redis.call('ZADD', KEYS[1], stamp, op.id)
+    if op.request then redis.call('SET', op.request, op.id, 'EX', ARGV[2]) end
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
+               'name', op.name, 'event', 'create', 'state', 'PENDING', 'time', stamp)
+    redis.call('PUBLISH', ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
+                                                 event = 'create', state = 'PENDING'}))
+    out[#out + 1], out[#out + 2] = 1, stamp
+  end
+end
+if fresh > 0 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], fresh)
+  redis.call('HINCRBY', KEYS[4], 'created|' .. job .. '|', fresh)
+  redis.call('HINCRBY', KEYS[4], 'active|' .. job .. '|PENDING', fresh)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])  -- an idle project's stream goes with its operations
+end
+return out

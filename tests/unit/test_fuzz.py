@@ -59,7 +59,8 @@ CHECKS = [
 # an AIP-160 filter and an opaque page token are free strings, a job's input is any object.
 # Everywhere else, input the document calls valid must be accepted.
 PARTLY_DESCRIBED = frozenset({"GET /v1/projects/{project}/operations",
-                              "POST /v1/projects/{project}/jobs/{job}:run"})
+                              "POST /v1/projects/{project}/jobs/{job}:run",
+                              "POST /v1/projects/{project}/jobs/{job}:batchRun"})
 PROJECT = "demo"
 
 
@@ -170,6 +171,7 @@ HOSTILE_BODIES = {
 
 @pytest.mark.parametrize("path", [
     "/v1/projects/demo/jobs/demo.sleep:run",
+    "/v1/projects/demo/jobs/demo.sleep:batchRun",
     "/v1/projects/demo/operations/0b0c8a4e-6f7e-4c3b-9d55-2f1e0a8b9c7d:cancel",
     "/v1/projects/demo/operations/0b0c8a4e-6f7e-4c3b-9d55-2f1e0a8b9c7d:wait",
 ])

@@ -12,6 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from core.errors import TYPE_PREFIX, InvalidArgument, NotFound, OperationError, Unavailable
 from core.operation import Operation
 from core.states import State
-from core.wire import METADATA_TYPE, VALUE_TYPE, dump_operation
+from core.wire import METADATA_TYPE, VALUE_TYPE, dump_operation, dump_operation_by_schema
 from opqueue.v1 import operation_metadata_pb2
 from tests.conftest import run_job
 from tests.fakes import RecordingDispatcher
@@ -366,3 +367,18 @@ def test_unavailable_envelope_carries_retry_info(
     assert [d.Unpack(retry) for d in error.details if d.Is(retry.DESCRIPTOR)] == [True]
     assert retry.retry_delay.ToMilliseconds() > 0
 
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_the_fast_rendering_matches_the_schemas(state: State) -> None:
+    bare = Operation(project="demo", id="0b0c8a4e-6f7e-4c3b-9d55-2f1e0a8b9c7d", job="demo.sleep",
+                     state=state, create_time=1_700_000_000_000_001,
+                     update_time=1_700_000_000_000_002)
+    full = replace(bare, start_time=1_700_000_000_000_003, end_time=1_700_000_000_000_004,
+                   progress_percent=40, status_message="step 2", details={"step": 2},
+                   attempt=2, worker="w1@host", requested_cancellation=True,
+                   labels={"team": "ml"}, response={"slept": 1},
+                   error={"code": 9, "message": "no", "details": []})
+    for operation in (bare, full):
+        assert json.dumps(dump_operation(operation)) == \
+            json.dumps(dump_operation_by_schema(operation))
