@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging
@@ -104,8 +105,11 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     setup_logging.connect(configure_logging, weak=False)  # instead of Celery's own setup
 
-    return OpqueueCelery(settings).register_jobs(
+    app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
+    if urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss"):
+        app.conf.broker_transport = "workers.transport:WorkerTransport"
+    return app
 
 
 def __getattr__(name: str) -> OpqueueCelery:

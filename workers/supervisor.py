@@ -6,6 +6,8 @@ Each tick it:
   ago (marked CANCELLED, its pool process killed, as `revoke(terminate=True)` does);
 - recovers operations whose worker stopped renewing (a node that died): the job's message
   is put back on the queue, or the operation ends FAILED ABORTED if there is none;
+- puts back messages a node took but died before starting (their operations have no lease
+  yet: they are still PENDING, never attempted, long after the message was taken);
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
 """
@@ -24,7 +26,7 @@ from core import record
 from core.errors import Aborted
 from core.names import now_micros, operation_name
 from core.states import LEASED, Event, State
-from workers.broker import redeliver
+from workers.broker import redeliver, restore, stranded
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             self._watch_own_jobs(worker)
             self._recover_lost_jobs(worker)
+            self._recover_stranded_messages(worker)
             worker.app.store.reap_expired()
             if self._webhooks is not None:
                 self._webhooks.pump()
@@ -105,3 +108,16 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
                 log.warning("worker running %s was lost; no message left, aborted", name)
             elif moved.after is None and moved.before not in LEASED:
                 store.drop_lease(project, operation_id)  # finished or deleted meanwhile
+
+    def _recover_stranded_messages(self, worker: Any) -> None:
+        # A live node starts what it takes within milliseconds (prefetch is one per pool
+        # process); a message held a whole lease with its operation never started was taken
+        # by a node that died. If that node is alive after all, the lease refuses a second run.
+        store = worker.app.store
+        for message in stranded(worker.app, worker.app.settings.lease_seconds):
+            operation = store.get(message.project, message.task_id)
+            if operation is not None and operation.state is State.PENDING \
+                    and operation.attempt == 0:
+                restore(worker.app, message)
+                log.warning("%s was taken by a worker that never started it; redelivered",
+                            operation.name)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -191,3 +193,35 @@ def test_a_duplicate_delivery_never_runs_a_job_twice_nor_again_once_done(
     assert api.get(operation["name"]) == done
     assert done["metadata"]["attempt"] == 1
     assert runs(fault_stack, gate) == 1
+
+
+TAKER = """
+import sys
+from kombu import Connection, Consumer, Queue
+queue = sys.argv[2]
+with Connection(sys.argv[1], transport_options={"global_keyprefix": queue + ":broker:"}) as conn:
+    channel = conn.channel()
+    channel.basic_qos(0, 1, False)
+    Consumer(channel, [Queue(queue)],
+             callbacks=[lambda body, message: print("taken", flush=True)]).consume()
+    conn.drain_events(timeout=30)
+    sys.stdin.read()  # holds the message, unacknowledged, until killed
+"""
+
+
+def test_a_message_taken_by_a_node_that_dies_before_starting_it_is_redelivered(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    # What a worker node does in the instant between taking a message and starting its
+    # job, played by a bare kombu consumer that is then killed.
+    operation = api.run("demo.sleep", {"seconds": 0})
+    command = [sys.executable, "-c", TAKER, fault_stack.redis_url, fault_stack.prefix]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as taker:
+        assert taker.stdout is not None
+        assert taker.stdout.readline().strip() == "taken"
+        taker.kill()
+    assert api.get(operation["name"])["metadata"]["state"] == "PENDING"
+    start(fault_stack, nodes, "h")
+    done = api.wait(operation["name"])
+    assert done["metadata"]["state"] == "SUCCEEDED"
+    assert done["metadata"]["attempt"] == 1

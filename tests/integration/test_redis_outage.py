@@ -9,7 +9,7 @@ import requests
 
 from core.connection import redis_client
 from core.embedded_redis import EmbeddedRedis
-from tests.stack import Api, Stack, eventually, running_stack
+from tests.stack import Api, Stack, eventually, open_gate, running_stack
 
 
 def test_a_redis_restart_loses_no_accepted_operation_and_everything_recovers(
@@ -43,6 +43,36 @@ def test_a_redis_restart_loses_no_accepted_operation_and_everything_recovers(
         after = api.run("demo.sleep", {"seconds": 0})
         assert eventually(lambda: (op := api.wait(after["name"]))["done"] and op,
                           what="the worker to reconnect")["metadata"]["state"] == "SUCCEEDED"
+    finally:
+        stack.close()
+        server.stop()
+
+
+def test_a_job_running_while_redis_restarts_still_finishes_and_the_worker_survives(
+        tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", persistent=True).start()
+    stack = Stack(server.url, tmp_path, {"OPQUEUE_LEASE_SECONDS": "2",
+                                         "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.2"})
+    try:
+        stack.start_web()
+        stack.start_worker("r2")
+        api = Api(stack.base_url, "midflight")
+        gate = uuid.uuid4().hex
+        operation = api.run("test.gate", {"gate": gate})
+        api.state_becomes(operation["name"], "RUNNING")
+        server.stop()  # the job, its worker's broker connection and its store writes fail
+        server.start()
+        eventually(lambda: requests.get(f"{stack.base_url}/readyz", timeout=5).status_code
+                   == 200, what="the API to recover")
+        # The job either rode out the blip or failed with it and its lease brought it back;
+        # either way it finishes, and the worker (which used to exit here) goes on.
+        open_gate(stack, gate, times=2)
+        done = eventually(lambda: (op := api.wait(operation["name"]))["done"] and op,
+                          what="the job to finish")
+        assert done["metadata"]["state"] == "SUCCEEDED"
+        after = api.wait(api.run("demo.sleep", {"seconds": 0})["name"])
+        assert after["metadata"]["state"] == "SUCCEEDED"
+        assert stack.processes["r2"].poll() is None
     finally:
         stack.close()
         server.stop()
