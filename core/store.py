@@ -159,13 +159,6 @@ class OperationStore:
         raw = cast(dict[str, str], self.redis.hgetall(self.keys.operation(project, operation_id)))
         return record.decode(project, operation_id, raw) if raw else None
 
-    def require_existing(self, project: str, operation_id: str) -> Operation:
-        """The operation named by a request key; it must exist."""
-        found = self.get(project, operation_id)
-        if found is None:
-            raise LookupError(f"{operation_name(project, operation_id)} vanished")
-        return found
-
     def apply(
         self,
         project: str,
