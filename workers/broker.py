@@ -1,9 +1,10 @@
 """Putting a lost job's message back on its queue.
 
-Only the Redis transport keeps unacknowledged messages where we can reach them: a hash
-of the messages in flight, keyed by delivery tag, and an index of those tags scored by
-when they were taken. Other brokers (AMQP) redeliver by themselves when a consumer's
-connection drops. Only kombu's own, prefix-aware client commands are used.
+Only the Redis transport keeps taken messages where we can reach them: a hash of the
+messages in flight, keyed by delivery tag, and an index of those tags scored by when they
+were taken; and, with workers/transport.py, each queue's landing list of messages taken
+and not yet recorded in that hash. Other brokers (AMQP) redeliver by themselves when a
+consumer's connection drops.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,16 @@ class InFlight:
     """A message some consumer took and has not acknowledged."""
 
     tag: str
+    task_id: str
+    project: str
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A message some worker took off `queue` and had not recorded yet, as taken."""
+
+    queue: str
+    payload: str
     task_id: str
     project: str
 
@@ -58,6 +69,22 @@ def restore(celery: Any, message: InFlight) -> None:
             qos.restore_by_tag(message.tag, leftmost=True)
 
 
+def landed(celery: Any, queues: Iterable[str]) -> list[Landed]:
+    """Messages on the landing lists of `queues` (none unless the transport keeps them)."""
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        if not hasattr(channel, "landed"):
+            return []
+        return [Landed(queue, payload, *_task(json.loads(payload)))
+                for queue in queues for payload in channel.landed(queue)]
+
+
+def return_landed(celery: Any, message: Landed) -> bool:
+    """Put a landed message back at the head of its queue; False if it has moved on."""
+    with celery.connection_for_write() as connection:
+        return bool(connection.default_channel.return_landed(message.queue, message.payload))
+
+
 def _qos(connection: Any) -> Any:
     qos = getattr(connection.default_channel, "qos", None)
     return qos if hasattr(qos, "restore_by_tag") else None
@@ -71,13 +98,16 @@ def _in_flight(channel: Any, max_taken_at: float | None) -> Iterator[InFlight]:
         payload = client.hget(channel.unacked_key, tag)
         if not payload:
             continue
-        message = json.loads(payload)[0]
-        body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        kwargs = json.loads(body)[1]
-        yield InFlight(_text(tag), str(message.get("headers", {}).get("id", "")),
-                       str(kwargs.get("project", "")))
+        yield InFlight(_text(tag), *_task(json.loads(payload)[0]))
+
+
+def _task(message: dict[str, Any]) -> tuple[str, str]:
+    """The task id and project of a Celery task message as kombu's Redis transport keeps it."""
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    kwargs = json.loads(body)[1]
+    return str(message.get("headers", {}).get("id", "")), str(kwargs.get("project", ""))
 
 
 def _text(value: bytes | str) -> str:

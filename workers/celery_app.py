@@ -35,6 +35,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "global_keyprefix": Keys(settings.key_prefix).broker_prefix(),
             # Our leases find lost jobs long before this; see workers/supervisor.py.
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            # opqueue has no message priorities: one list per queue, which workers can take
+            # from atomically (workers/transport.py).
+            "priority_steps": [0],
         },
         "task_default_queue": settings.queue,
         "task_serializer": "json",

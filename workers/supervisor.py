@@ -7,7 +7,8 @@ Each tick it:
 - recovers operations whose worker stopped renewing (a node that died): the job's message
   is put back on the queue, or the operation ends FAILED ABORTED if there is none;
 - puts back messages a node took but died before starting (their operations have no lease
-  yet: they are still PENDING, never attempted, long after the message was taken);
+  yet: they are still PENDING, never attempted, long after the message was taken), and
+  messages left on a queue's landing list by a node that died while taking them;
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from time import monotonic
 from typing import Any
 
 import redis
@@ -26,7 +28,7 @@ from core import record
 from core.errors import Aborted
 from core.names import now_micros, operation_name
 from core.states import LEASED, Event, State
-from workers.broker import redeliver, restore, stranded
+from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(worker, **kwargs)
         self._timer_entry: Any = None
         self._webhooks: WebhookSender | None = None
+        self._landed_since: dict[Landed, float] = {}  # when this node first saw each one
 
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
@@ -59,6 +62,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             self._watch_own_jobs(worker)
             self._recover_lost_jobs(worker)
             self._recover_stranded_messages(worker)
+            self._recover_landed_messages(worker)
             worker.app.store.reap_expired()
             if self._webhooks is not None:
                 self._webhooks.pump()
@@ -121,3 +125,18 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
                 restore(worker.app, message)
                 log.warning("%s was taken by a worker that never started it; redelivered",
                             operation.name)
+
+    def _recover_landed_messages(self, worker: Any) -> None:
+        # A live node records what it takes within milliseconds; a message still on a landing
+        # list after a whole lease was taken by a node that died in between. Should that node
+        # record it after all, the message has moved on and stays where it is.
+        now = monotonic()
+        seen: dict[Landed, float] = {}
+        for message in landed(worker.app, worker.app.amqp.queues.consume_from):
+            since = self._landed_since.get(message, now)
+            if now - since < worker.app.settings.lease_seconds:
+                seen[message] = since
+            elif return_landed(worker.app, message):
+                log.warning("%s was taken by a worker that died taking it; redelivered",
+                            operation_name(message.project, message.task_id))
+        self._landed_since = seen

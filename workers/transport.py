@@ -1,28 +1,154 @@
-"""The Redis broker transport the workers use: kombu's, made to survive its own teardown.
+"""The Redis broker transport the workers use: kombu's, made to lose no message.
 
-When the broker connection drops while a worker holds unacknowledged messages, kombu
-restores them as it closes the channel, through a connection whose client it has already
-dropped. That raised AttributeError, which Celery treats as unrecoverable: the worker
-exited instead of reconnecting. Raising a connection error there instead lets Celery do
-what it does for any lost broker: reconnect; the leases then recover the held jobs.
+Taking a message. kombu takes a message with `BRPOP` and only then records it as
+unacknowledged: a node killed between the two loses the message, and its operation stays
+PENDING for ever. Here a worker that consumes one queue takes each message with `BLMOVE`
+onto that queue's landing list, then moves it from there into kombu's unacknowledged
+hash in one script. At every instant the message is in exactly one place in Redis; one
+left on a landing list (its taker died) goes back on its queue by the supervisor
+(workers/supervisor.py). A channel consuming several queues, or without acknowledgements,
+takes messages kombu's way.
+
+Teardown. When the broker connection drops while a worker holds unacknowledged messages,
+kombu restores them as it closes the channel, through a connection whose client it has
+already dropped. That raised AttributeError, which Celery treats as unrecoverable: the
+worker exited instead of reconnecting. Raising a connection error there instead lets
+Celery do what it does for any lost broker: reconnect; the leases then recover the held
+jobs.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+from importlib import resources
+from time import monotonic, time
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+# A queue's landing list: messages taken off the queue and not yet recorded as unacknowledged.
+LANDING_SUFFIX = ":landing"
 
 
-class _Channel(kombu_redis.Channel):
+def _script(name: str) -> str:
+    return resources.files("workers").joinpath("lua", name).read_text()
+
+
+class _QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.accepted_tag == delivery_tag:
+            # Already recorded as unacknowledged by the take itself: only the local
+            # bookkeeping remains (kombu's own append would write both keys again).
+            self.channel.accepted_tag = None
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        super().append(message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, taking messages atomically and failing cleanly at teardown."""
+
+    QoS = _QoS
+    accepted_tag: str | None = None  # the message whose take also recorded it as unacked
+    _taking: tuple[str, str] | None = None  # (queue, landing list) of an atomic take in flight
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._acked_queues: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._acked_queues.discard(queue)
+        else:
+            self._acked_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:
             raise redis.ConnectionError("the broker connection is already closed")
-        return super()._connparams(asynchronous)  # type: ignore[no-untyped-call]
+        return super()._connparams(asynchronous)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        keys = {self._q_for_pri(queue, priority)
+                for queue in queues for priority in self.priority_steps}
+        if len(queues) != 1 or len(keys) != 1 or queues[0] not in self._acked_queues:
+            self._taking = None
+            super()._brpop_start(timeout)
+            return
+        source = keys.pop()
+        self._taking = (queues[0], source + LANDING_SUFFIX)
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]
+        prefix = self.global_keyprefix
+        self.client.connection.send_command(
+            "BLMOVE", prefix + source, prefix + self._taking[1], "RIGHT", "LEFT",
+            (self.brpop_timeout if timeout is None else timeout) or 0)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        if self._taking is None:
+            return bool(super()._brpop_read(**options))
+        queue, landing = self._taking
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects, as kombu does
+                raise
+            if not item:
+                raise virtual.Empty()
+            payload = bytes_to_str(item)
+            message = loads(payload)
+            if not self._accept(landing, payload, message):
+                raise virtual.Empty()  # held too long: the supervisor put it back meanwhile
+            self.connection._deliver(message, queue)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()
+
+    def _accept(self, landing: str, payload: str, message: dict[str, Any]) -> bool:
+        """Move a taken message from its landing list to the unacknowledged ones."""
+        properties = message["properties"]
+        info = properties["delivery_info"]
+        tag = properties["delivery_tag"]
+        prefix = self.global_keyprefix
+        accepted = self._accept_script(
+            keys=[prefix + landing, prefix + self.unacked_key, prefix + self.unacked_index_key],
+            args=[payload, tag, dumps([message, info["exchange"], info["routing_key"]]), time()])
+        if accepted:
+            self.accepted_tag = tag
+        return bool(accepted)
+
+    def landed(self, queue: str) -> list[str]:
+        """Messages on `queue`'s landing list: taken off it and not yet recorded."""
+        key = self.global_keyprefix + self._q_for_pri(queue, 0) + LANDING_SUFFIX
+        return [bytes_to_str(item) for item in self._scripts_client.lrange(key, 0, -1)]
+
+    def return_landed(self, queue: str, payload: str) -> bool:
+        """Put a landed message back at the head of `queue`; False if it has moved on."""
+        source = self.global_keyprefix + self._q_for_pri(queue, 0)
+        return bool(self._return_script(keys=[source + LANDING_SUFFIX, source], args=[payload]))
+
+    @cached_property
+    def _scripts_client(self) -> redis.Redis:
+        # Not kombu's prefixing client: it would prefix only the first key of a script.
+        return redis.Redis(connection_pool=self.pool)
+
+    @cached_property
+    def _accept_script(self) -> Any:
+        return self._scripts_client.register_script(_script("accept.lua"))
+
+    @cached_property
+    def _return_script(self) -> Any:
+        return self._scripts_client.register_script(_script("return_landed.lua"))
 
 
 class WorkerTransport(kombu_redis.Transport):
-    """kombu's Redis transport with `_Channel`."""
+    """kombu's Redis transport with `Channel`."""
 
-    Channel = _Channel
+    Channel = Channel

@@ -198,28 +198,49 @@ def test_a_duplicate_delivery_never_runs_a_job_twice_nor_again_once_done(
 TAKER = """
 import sys
 from kombu import Connection, Consumer, Queue
-queue = sys.argv[2]
-with Connection(sys.argv[1], transport_options={"global_keyprefix": queue + ":broker:"}) as conn:
+from workers.transport import Channel, WorkerTransport
+url, queue, moment = sys.argv[1:]
+
+class DiesTaking(Channel):
+    def _accept(self, landing, payload, message):
+        print("taken", flush=True)
+        sys.stdin.read()  # killed here: taken off the queue, not yet recorded as unacked
+
+class Transport(WorkerTransport):
+    Channel = DiesTaking if moment == "taking" else Channel
+
+options = {"global_keyprefix": queue + ":broker:", "priority_steps": [0]}
+with Connection(url, transport=Transport, transport_options=options) as conn:
     channel = conn.channel()
     channel.basic_qos(0, 1, False)
     Consumer(channel, [Queue(queue)],
              callbacks=[lambda body, message: print("taken", flush=True)]).consume()
     conn.drain_events(timeout=30)
-    sys.stdin.read()  # holds the message, unacknowledged, until killed
+    sys.stdin.read()  # killed here: holding the message, unacknowledged, its job not started
 """
 
 
+@pytest.mark.parametrize("moment", ["taking", "holding"])
 def test_a_message_taken_by_a_node_that_dies_before_starting_it_is_redelivered(
-        fault_stack: Stack, nodes: list[str], api: Api) -> None:
-    # What a worker node does in the instant between taking a message and starting its
-    # job, played by a bare kombu consumer that is then killed.
+        fault_stack: Stack, nodes: list[str], api: Api, moment: str) -> None:
+    # What a worker node does in the instants between taking a message off the queue,
+    # recording it as taken, and starting its job, played by a consumer on the workers'
+    # own transport that is killed at one of those instants.
     operation = api.run("demo.sleep", {"seconds": 0})
-    command = [sys.executable, "-c", TAKER, fault_stack.redis_url, fault_stack.prefix]
+    command = [sys.executable, "-c", TAKER, fault_stack.redis_url, fault_stack.prefix, moment]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as taker:
         assert taker.stdout is not None
         assert taker.stdout.readline().strip() == "taken"
         taker.kill()
+    broker = f"{fault_stack.prefix}:broker:"
+    client = redis_client(fault_stack.redis_url)
+    where = {"landing": client.llen(f"{broker}{fault_stack.prefix}:landing"),
+             "unacked": client.hlen(f"{broker}unacked"),
+             "queue": client.llen(f"{broker}{fault_stack.prefix}")}
+    client.close()
+    assert where == {"landing": 1 if moment == "taking" else 0,
+                     "unacked": 1 if moment == "holding" else 0, "queue": 0}
     assert api.get(operation["name"])["metadata"]["state"] == "PENDING"
     start(fault_stack, nodes, "h")
     done = api.wait(operation["name"])
