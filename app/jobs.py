@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from apispec import APISpec
@@ -19,6 +19,7 @@ from app.services import Services, services
 from core.errors import BAD_REQUEST, InvalidArgument, OperationError, Unavailable
 from core.jobs import JobSpec
 from core.names import check_project, new_operation_id, parse_duration
+from core.operation import Operation
 from core.store import NewOperation
 from core.wire import dump_operation
 from workers.dispatch import Submission
@@ -68,9 +69,8 @@ def run_job(project: str, job: str) -> dict[str, Any]:
     svc = services()
     spec = svc.registry.get(job)
     run = _prepare(spec, project, load_body(_RUN), svc)
-    [(operation, created)] = svc.store.create_many(project, spec.name, [run.new])
+    [(operation, created)] = _store_and_queue(svc, project, spec, [run])
     if created:
-        _queue(svc, project, [Submission(operation, spec, run.input, run.timeout)])
         log.info("queued %s", operation.name,
                  extra={"operation": operation.name, "job": spec.name})
     return dump_operation(operation)
@@ -89,12 +89,10 @@ def batch_run_jobs(project: str, job: str) -> dict[str, Any]:
             runs.append(_prepare(spec, project, body, svc))
         except OperationError as exc:
             raise _at_index(index, exc) from None
-    results = svc.store.create_many(project, spec.name, [run.new for run in runs])
-    queued = [Submission(operation, spec, run.input, run.timeout)
-              for (operation, created), run in zip(results, runs, strict=True) if created]
-    _queue(svc, project, queued)
+    results = _store_and_queue(svc, project, spec, runs)
+    queued = sum(created for _, created in results)
     if queued:
-        log.info("queued %d operations in project %s", len(queued), project,
+        log.info("queued %d operations in project %s", queued, project,
                  extra={"job": spec.name})
     return {"operations": [dump_operation(operation) for operation, _ in results]}
 
@@ -127,13 +125,34 @@ def _prepare(spec: JobSpec, project: str, body: dict[str, Any], svc: Services) -
                 body["input"], timeout)
 
 
-def _queue(svc: Services, project: str, submissions: list[Submission]) -> None:
-    """Queue the new operations' jobs; if the broker refuses, forget them and say so."""
+def _store_and_queue(svc: Services, project: str, spec: JobSpec,
+                     runs: list[_Run]) -> list[tuple[Operation, bool]]:
+    """Store the runs' operations and queue the jobs of the new ones (see `create_many`).
+
+    With the broker in the store's Redis, both happen in one atomic step. With another
+    broker, the jobs are published after the operations are stored; if that fails, the new
+    operations are removed again and the call answers UNAVAILABLE.
+    """
+    submissions = [Submission(project, run.new.id, spec, run.input, run.timeout)
+                   for run in runs]
+    if svc.dispatcher.shares_store:
+        messages = svc.dispatcher.messages(submissions)
+        return svc.store.create_many(project, spec.name, [
+            replace(run.new, message=message)
+            for run, message in zip(runs, messages, strict=True)])
+    results = svc.store.create_many(project, spec.name, [run.new for run in runs])
+    _publish(svc, project, [submission for submission, (_, created)
+                            in zip(submissions, results, strict=True) if created])
+    return results
+
+
+def _publish(svc: Services, project: str, submissions: list[Submission]) -> None:
+    """Publish the new operations' jobs; if the broker refuses, forget them and say so."""
     try:
         svc.dispatcher.enqueue_many(submissions)
     except Exception:
         for submission in submissions:
-            svc.store.delete(project, submission.operation.id)
+            svc.store.delete(project, submission.operation_id)
         log.exception("could not queue %d operation(s) in project %s; their records were "
                       "removed", len(submissions), project)
         raise Unavailable("the job could not be queued and nothing was stored; retry",

@@ -52,13 +52,23 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class TaskMessage:
+    """A job's task message as the Redis broker keeps it: the queue's key and the payload."""
+
+    queue_key: str
+    payload: str
+
+
+@dataclass(frozen=True)
 class NewOperation:
-    """An operation to create: its id, labels, the client's requestId and webhook wishes."""
+    """An operation to create: its id, labels, the client's requestId, webhook wishes and,
+    when the broker is this Redis, the task message to queue with it."""
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""
     notify: tuple[str, tuple[str, ...]] | None = None  # (url, events)
+    message: TaskMessage | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,8 @@ class OperationStore:
         """Store new PENDING operations of one job in one atomic step, in order.
 
         Each is as `create` would make it: an operation whose `request_id` is already known
-        (or given earlier in `new`) comes back instead of a new one, with False. Raises
+        (or given earlier in `new`) comes back instead of a new one, with False. Each new one
+        with a `message` has it queued in the same step: stored and queued, or neither. Raises
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
@@ -119,10 +130,12 @@ class OperationStore:
         for item in new:
             hash_key = self.keys.operation(project, item.id)
             keys += [hash_key, self.keys.request(project, item.request_id)
-                     if item.request_id else hash_key]
+                     if item.request_id else hash_key,
+                     item.message.queue_key if item.message else hash_key]
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
             args += [item.id, operation_name(project, item.id),
-                     "1" if item.request_id else "0", len(fields)]
+                     "1" if item.request_id else "0",
+                     item.message.payload if item.message else "", len(fields)]
             for pair in fields.items():
                 args += pair
         reply = cast(list[Any], self._create(keys=keys, args=args))

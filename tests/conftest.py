@@ -32,9 +32,11 @@ def redis() -> Iterator[fakeredis.FakeRedis]:
     client.close()
 
 
-@pytest.fixture
-def dispatcher() -> RecordingDispatcher:
-    return RecordingDispatcher()
+@pytest.fixture(params=["own-broker", "broker-in-store"])
+def dispatcher(request: pytest.FixtureRequest, redis: fakeredis.FakeRedis) -> RecordingDispatcher:
+    """Each API test runs against both ways of queueing: publishing after storing, and
+    queueing in the store's own creating script (see workers/dispatch.py)."""
+    return RecordingDispatcher(redis=redis if request.param == "broker-in-store" else None)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """What the API uses to hand operations to the workers: enqueue and revoke.
 
-Messages are Celery task messages (protocol 2) that the API builds itself and publishes
-with a kombu producer, skipping `send_task`'s generic machinery (routing, signals,
-argument reprs), which cost about six times the publish itself. Many messages go out
-through one producer in one kombu publish batch: on the Redis transport, one pipeline.
+Messages are Celery task messages (protocol 2) that the API builds itself with a kombu
+producer, skipping `send_task`'s generic machinery (routing, signals, argument reprs),
+which cost about six times the publish itself. When the broker is the store's own Redis,
+the messages are only built here (`messages`), and the store queues each one in the same
+script that creates its operation: no operation without its message, nor the reverse.
+Otherwise (`enqueue_many`) many go out through one producer in one kombu publish batch.
 """
 
 from __future__ import annotations
@@ -12,60 +14,37 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
-
-from kombu.transport import redis as kombu_redis
 
 from core.config import Settings
 from core.jobs import JobSpec
-from core.operation import Operation
+from core.store import TaskMessage
 from workers.celery_app import OpqueueCelery
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-class _PublishingChannel(kombu_redis.Channel):
-    """kombu's Redis channel, keeping one client for its publishes.
-
-    kombu builds a new redis-py client (and its table of ~170 response callbacks) for every
-    publish; that was a third of the cost of queueing one job. The client is thread-safe
-    and draws connections from the channel's own pool, as before.
-    """
-
-    @cached_property
-    def _publish_client(self) -> Any:
-        return super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
-
-    def _create_client(self, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return super()._create_client(asynchronous)  # type: ignore[no-untyped-call]
-        return self._publish_client
-
-
-class PublishingTransport(kombu_redis.Transport):
-    """The Redis transport with `_PublishingChannel`: what the API publishes through."""
-
-    Channel = _PublishingChannel
-
-
 @dataclass(frozen=True)
 class Submission:
-    """One job to queue: its operation, job type, validated input and time limit (seconds)."""
+    """One job to queue: its operation's project and id (the task id), job type, validated
+    input and time limit (seconds)."""
 
-    operation: Operation
+    project: str
+    operation_id: str
     spec: JobSpec
     input: dict[str, Any]
     timeout: float
 
 
 class Dispatcher:
-    """Publishes job tasks to the broker and revokes them."""
+    """Publishes job tasks to the broker (or builds them for the store to queue) and revokes
+    them."""
 
-    def __init__(self, celery: OpqueueCelery) -> None:
+    def __init__(self, celery: OpqueueCelery, *, shares_store: bool = False) -> None:
         self.celery = celery
+        self.shares_store = shares_store  # True: `messages`, for the store to queue
         self._origin = f"gen{os.getpid()}@{socket.gethostname()}"
         self._declared = False
 
@@ -73,33 +52,45 @@ class Dispatcher:
     def from_settings(cls, settings: Settings) -> Dispatcher:
         """A dispatcher with its own producer-only Celery app."""
         celery = OpqueueCelery(settings)
-        if urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss"):
-            celery.conf.broker_transport = f"{__name__}:PublishingTransport"
-        return cls(celery)
+        redis_broker = urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss")
+        if redis_broker:
+            celery.conf.broker_transport = "workers.transport:PublishingTransport"
+        return cls(celery, shares_store=redis_broker
+                   and settings.effective_broker_url == settings.redis_url)
 
-    def enqueue(self, operation: Operation, spec: JobSpec, job_input: dict[str, Any],
-                timeout: float) -> None:
-        """Queue the job; the task id is the operation id."""
-        self.enqueue_many([Submission(operation, spec, job_input, timeout)])
+    def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:
+        """The task messages of these jobs, in order, as the Redis broker would queue them;
+        nothing is sent (needs a Redis broker)."""
+        with self.celery.producer_or_acquire() as producer, \
+                producer.channel.capturing() as captured:
+            options = self._options()
+            for submission in submissions:
+                self._publish(producer, submission, options)
+        self._declared = True
+        return cast(list[TaskMessage], captured)
 
     def enqueue_many(self, submissions: Sequence[Submission]) -> None:
         """Queue every job, in order, over one broker connection and one publish batch."""
         if not submissions:
             return
+        with self.celery.producer_or_acquire() as producer, \
+                producer.batch(max_size=len(submissions)):
+            options = self._options()
+            for submission in submissions:
+                self._publish(producer, submission, options)
+        self._declared = True
+
+    def _options(self) -> dict[str, Any]:
         queue = self.celery.amqp.default_queue
         options = {"exchange": "", "routing_key": queue.name, "serializer": "json",
                    "delivery_mode": 2, "retry": False, "reply_to": self.celery.thread_oid}
         if not self._declared:  # as Celery does on its first publish; once is enough
             options["declare"] = [queue]
-        with self.celery.producer_or_acquire() as producer, \
-                producer.batch(max_size=len(submissions)):
-            for submission in submissions:
-                self._publish(producer, submission, options)
-        self._declared = True
+        return options
 
     def _publish(self, producer: Any, submission: Submission, options: dict[str, Any]) -> None:
-        task_id = submission.operation.id
-        project = submission.operation.project
+        task_id = submission.operation_id
+        project = submission.project
         grace = self.celery.settings.cancel_grace_seconds
         # The headers `celery.app.amqp.AMQP.as_task_v2` writes, for a task with no parent.
         headers: dict[str, Any] = {

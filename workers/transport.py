@@ -1,6 +1,6 @@
-"""The Redis broker transport the workers use: kombu's, made to lose no message.
+"""The Redis broker transports: the workers', made to lose no message, and the API's.
 
-Taking a message. kombu takes a message with `BRPOP` and only then records it as
+Taking a message (workers). kombu takes a message with `BRPOP` and only then records it as
 unacknowledged: a node killed between the two loses the message, and its operation stays
 PENDING for ever. Here a worker that consumes one queue takes each message with `BLMOVE`
 onto that queue's landing list, then moves it from there into kombu's unacknowledged
@@ -9,26 +9,36 @@ left on a landing list (its taker died) goes back on its queue by the supervisor
 (workers/supervisor.py). A channel consuming several queues, or without acknowledgements,
 takes messages kombu's way.
 
-Teardown. When the broker connection drops while a worker holds unacknowledged messages,
-kombu restores them as it closes the channel, through a connection whose client it has
-already dropped. That raised AttributeError, which Celery treats as unrecoverable: the
-worker exited instead of reconnecting. Raising a connection error there instead lets
+Teardown (workers). When the broker connection drops while a worker holds unacknowledged
+messages, kombu restores them as it closes the channel, through a connection whose client
+it has already dropped. That raised AttributeError, which Celery treats as unrecoverable:
+the worker exited instead of reconnecting. Raising a connection error there instead lets
 Celery do what it does for any lost broker: reconnect; the leases then recover the held
 jobs.
+
+Publishing (API). kombu builds a new redis-py client (and its table of ~170 response
+callbacks) for every publish; that was a third of the cost of queueing one job. The API's
+channel keeps one (thread-safe, drawing connections from the channel's pool, as before),
+and can keep the messages it would publish instead of sending them, for the store to
+queue with their operations (workers/dispatch.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from importlib import resources
 from time import monotonic, time
-from typing import Any
+from typing import Any, cast
 
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+
+from core.store import TaskMessage
 
 # A queue's landing list: messages taken off the queue and not yet recorded as unacknowledged.
 LANDING_SUFFIX = ":landing"
@@ -50,7 +60,7 @@ class _QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, taking messages atomically and failing cleanly at teardown."""
+    """The workers' channel: takes messages atomically and fails cleanly at teardown."""
 
     QoS = _QoS
     accepted_tag: str | None = None  # the message whose take also recorded it as unacked
@@ -149,6 +159,44 @@ class Channel(kombu_redis.Channel):
 
 
 class WorkerTransport(kombu_redis.Transport):
-    """kombu's Redis transport with `Channel`."""
+    """The Redis transport with `Channel`: what the workers consume through."""
 
     Channel = Channel
+
+
+class PublishingChannel(kombu_redis.Channel):
+    """kombu's Redis channel with one client for its publishes, able to keep the messages
+    it would publish instead (`capturing`)."""
+
+    _captured: list[TaskMessage] | None = None
+
+    @contextmanager
+    def capturing(self) -> Iterator[list[TaskMessage]]:
+        """Keep what is published meanwhile, as it would have been queued, unsent."""
+        self._captured = captured = cast(list[TaskMessage], [])
+        try:
+            yield captured
+        finally:
+            self._captured = None
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        if self._captured is None:
+            super()._put(queue, message, **kwargs)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        self._captured.append(TaskMessage(self.global_keyprefix + key, dumps(message)))
+
+    @cached_property
+    def _publish_client(self) -> Any:
+        return super()._create_client(asynchronous=False)
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous)
+        return self._publish_client
+
+
+class PublishingTransport(kombu_redis.Transport):
+    """The Redis transport with `PublishingChannel`: what the API publishes through."""
+
+    Channel = PublishingChannel

@@ -1,15 +1,17 @@
-"""The workers' broker transport (workers/transport.py) against a real Redis.
+"""The broker transports (workers/transport.py) against a real Redis.
 
 A message taken off its queue is always somewhere in Redis: on the queue, on the queue's
 landing list, or among kombu's unacknowledged messages. The deployment's death-at-each-
-instant cases are in test_faults.py; these check the steps themselves.
+instant cases are in test_faults.py; these check the steps themselves. The API builds the
+messages the store queues with their operations exactly as it would publish them.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -17,7 +19,9 @@ import redis
 from kombu import Connection, Consumer, Producer, Queue
 
 from core.connection import redis_client
+from core.jobs import registry
 from tests.stack import Stack
+from workers.dispatch import Dispatcher, Submission
 from workers.transport import Channel, WorkerTransport
 
 
@@ -113,3 +117,27 @@ def test_a_channel_consuming_several_queues_takes_messages_kombus_way(broker: Br
     for _, where in broker.taken:
         assert where["a"]["landing"] == where["b"]["landing"] == 0
     assert broker.where("a") == broker.where("b") == {"queue": 0, "landing": 0, "unacked": 0}
+
+
+def test_messages_for_the_store_are_what_publishing_would_queue(stack: Stack,
+                                                                broker: Broker) -> None:
+    settings = replace(stack.settings, key_prefix=broker.prefix.rstrip(":"), queue="jobs")
+    dispatcher = Dispatcher.from_settings(settings)
+    assert dispatcher.shares_store
+    spec = registry.load_modules(("workers.jobs.demo",)).get("demo.sleep")
+    submissions = [Submission("demo", str(uuid.uuid4()), spec, {"seconds": n}, 5.0)
+                   for n in (1, 2)]
+    dispatcher.enqueue_many(submissions)
+    queue_key = f"{broker.prefix}broker:jobs"
+    published = list(reversed(broker.redis.lrange(queue_key, 0, -1)))
+    built = dispatcher.messages(submissions)
+    assert [message.queue_key for message in built] == [queue_key, queue_key]
+    assert broker.redis.llen(queue_key) == 2  # building sent nothing
+
+    def without_tag(payload: str) -> dict[str, Any]:
+        message = json.loads(payload)
+        del message["properties"]["delivery_tag"]  # a fresh one per message
+        return message
+
+    assert [without_tag(message.payload) for message in built] == \
+        [without_tag(payload) for payload in published]
