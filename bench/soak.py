@@ -1,4 +1,4 @@
-"""Soak test (issue #5): thousands of jobs while worker processes and nodes are SIGKILLed.
+"""Soak test (issue #5): thousands of jobs while worker, node and API processes are SIGKILLed.
 
     .venv/bin/python bench/soak.py [--jobs 2000] [--seed N] [--kill-every 2.0]
 
@@ -6,9 +6,11 @@ A private deployment on 127.0.0.1 (API, three worker nodes x 2 pool processes, 3
 runs a mix of `demo.sleep` and `demo.primes` jobs submitted by client threads, each with its
 own `requestId` so resubmitting after a 503 or a dropped connection is safe. Every
 `--kill-every` s (jittered) the chaos SIGKILLs a random pool process, or a whole node and
-starts a fresh one. Then every operation must be done: none lost (404), none stuck, none
-with two terminal states (two published, an outcome not matching its state, a change once
-done), no job run twice at once. Prints a table; exits 1 on any of those. Not in `make test`.
+starts a fresh one, or (one time in ten) one of gunicorn's API processes, whatever request
+it is serving (gunicorn starts another; clients resubmit). Then every operation must be
+done: none lost (404), none stuck, none with two terminal states (two published, an
+outcome not matching its state, a change once done), no job run twice at once. Prints a
+table; exits 1 on any of those. Not in `make test`.
 Runs are seen without touching the jobs: the workers also load this module as a job module,
 whose Celery task_prerun/task_postrun handlers record each run's pid and span in Redis.
 """
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 PROJECT, NODES, CONCURRENCY, CLIENTS, WAITERS = "soak", 3, 2, 4, 16
 BACKLOG = 60  # accepted, not yet done: submission keeps pace, so the chaos hits running jobs
 CHAOS_TAIL = 5.0  # seconds of chaos after the last submission
+WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
              "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs,bench.soak"}
@@ -156,9 +159,13 @@ class Soak:
                     self.last_done = time.monotonic()
 
     def chaos(self, every: float) -> None:
-        """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it."""
+        """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it,
+        or now and then an API process (gunicorn starts another; clients resubmit)."""
         fresh = itertools.count(NODES + 1)
         while not self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
+            if self.rng.random() < WEB_KILLS:
+                self.kill_web_process()
+                continue
             nodes = [name for name in self.stack.processes if name != "web"]
             node = self.rng.choice(nodes)
             try:
@@ -175,6 +182,15 @@ class Soak:
                     self.count("pool-process kills", f"SIGKILL {node} pool {victim.pid}")
             except psutil.Error:
                 continue
+
+    def kill_web_process(self) -> None:
+        """SIGKILL one of gunicorn's worker processes, whatever request it is serving."""
+        try:
+            victim = self.rng.choice(psutil.Process(self.stack.processes["web"].pid).children())
+            victim.send_signal(signal.SIGKILL)
+            self.count("web-process kills", f"SIGKILL web {victim.pid}")
+        except (psutil.Error, IndexError):
+            pass
 
     def wait(self, todo: queue.Queue[str], seen: Seen) -> None:
         """WaitOperation (≤ 10 s a call) on names from `todo`, putting back those not done
@@ -279,9 +295,9 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
     clients = [threading.Thread(target=run.submit, args=(work[n::CLIENTS],), daemon=True)
                for n in range(CLIENTS)]
     chaos = threading.Thread(target=run.chaos, args=(kill_every,), daemon=True)
+    listener = threading.Thread(target=run.listen, args=(pubsub,), daemon=True)
     try:
-        for thread in [threading.Thread(target=run.listen, args=(pubsub,), daemon=True),
-                       chaos, *clients]:
+        for thread in [listener, chaos, *clients]:
             thread.start()
         while alive := [client for client in clients if client.is_alive()]:
             alive[0].join(timeout=5)
@@ -309,6 +325,8 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
     stuck = [name for name, op in seen.items() if op and not op["done"]]
     double, (overlapping, runs) = double_terminal(run, seen, final), run.overlapping_runs()
     run.stop.set()
+    listener.join(timeout=5)  # before the stack, and the Redis it reads, is torn down
+    pubsub.close()
     states = Counter(op["metadata"]["state"] for op in done)
     codes = Counter(Code(op["error"]["code"]).name for op in done if "error" in op)
     attempts = Counter(op["metadata"].get("attempt", 0) for op in done)
@@ -326,8 +344,9 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
         ("operations by attempt", dict(sorted(attempts.items()))),
         ("runs finished / killed / unfinished and not killed",
          f"{runs['finished']} / {runs['killed']} / {runs['lost']}"),
-        ("pool-process kills / node kills (each replaced)",
-         f"{run.counts['pool-process kills']} / {run.counts['node kills']}"),
+        ("pool-process kills / node kills (each replaced) / web-process kills",
+         f"{run.counts['pool-process kills']} / {run.counts['node kills']} / "
+         f"{run.counts['web-process kills']}"),
         ("client resubmits (503, connection error)", run.counts["client resubmits"]),
         ("workers idle at the end", "yes" if idle else "**no**"),
         ("wall time first submit → last done; throughput",
