@@ -14,7 +14,9 @@
 -- Returns, per operation in order, 1 and its create time when created, or 0 and the id of
 -- the operation its requestId already names (in Redis, or earlier in this same call);
 -- or {2, how many are not done} when creating them all would pass the project's limit,
--- in which case nothing is written.
+-- in which case nothing is written. An operation whose hash exists already was created by
+-- an earlier run of this very call (the client retried after losing the reply): it is
+-- answered as created then, and nothing is written or queued again.
 local ops, at = {}, 8
 while at <= #ARGV do
   local i = #ops + 1
@@ -31,8 +33,12 @@ for _, op in ipairs(ops) do
   if op.request then
     op.existing = claimed[op.request] or redis.call('GET', op.request)
     if not op.existing then claimed[op.request] = op.id end
+    if op.existing == op.id then op.existing = nil end  -- named by an earlier run of this call
   end
-  if not op.existing then fresh = fresh + 1 end
+  if not op.existing then
+    op.again = redis.call('HGET', op.hash, 'ct')
+    if not op.again then fresh = fresh + 1 end
+  end
 end
 local queued = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
 local limit = tonumber(ARGV[4])
@@ -47,6 +53,8 @@ local out = {}
 for _, op in ipairs(ops) do
   if op.existing then
     out[#out + 1], out[#out + 2] = 0, op.existing
+  elseif op.again then
+    out[#out + 1], out[#out + 2] = 1, op.again
   else
     local stamp = string.format('%.0f', created)
     created = created + 1

@@ -66,6 +66,7 @@ PROJECT = "demo"
 
 def make_operation(store: OperationStore, state: State, operation_id: str) -> str:
     """An operation of PROJECT in `state`, moved there by the events a worker would send."""
+    store.delete(PROJECT, operation_id)  # examples draw ids again: start afresh
     store.create(PROJECT, operation_id, "demo.sleep", labels={"team": "ml"})
     now = str(now_micros())
     start = (Event.START, {record.START_TIME: now, record.WORKER: "celery@fuzz"})

@@ -5,7 +5,7 @@ import pytest
 
 from core import names, record
 from core.states import Event, State
-from core.store import OperationStore
+from core.store import NewOperation, OperationStore, TaskMessage
 
 
 def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) -> str:
@@ -35,6 +35,23 @@ def test_same_request_id_returns_the_same_operation(store: OperationStore) -> No
     assert not created_again
     assert again.id == first.id
     assert store.list_page("demo", 10).operations == [first]
+
+
+@pytest.mark.parametrize("request_id", ["", "7d3bd6c4-8f5e-4c39-9a0e-2a43f1c7e0b1"])
+def test_a_retried_create_answers_as_the_first_run_and_writes_nothing_again(
+        store: OperationStore, request_id: str) -> None:
+    # redis-py retries a script whose reply was lost to a dropped connection: the operation
+    # and its message are then in Redis already, and must not be created or queued twice.
+    new = NewOperation(names.new_operation_id(), request_id=request_id,
+                       message=TaskMessage("broker:queue", "the task message"))
+    [first] = store.create_many("demo", "demo.sleep", [new])
+    counters = store.redis.hgetall(store.keys.metrics())
+    [again] = store.create_many("demo", "demo.sleep", [new])
+    assert first == again == (store.get("demo", new.id), True)
+    assert store.redis.lrange("broker:queue", 0, -1) == ["the task message"]
+    assert store.redis.xlen(store.keys.events("demo")) == 1
+    assert store.redis.hget(store.keys.queued(), "demo") == "1"
+    assert store.redis.hgetall(store.keys.metrics()) == counters
 
 
 def test_request_ids_are_per_project(store: OperationStore) -> None:
