@@ -75,7 +75,7 @@ def landed(celery: Any, queues: Iterable[str]) -> list[Landed]:
         channel = connection.default_channel
         if not hasattr(channel, "landed"):
             return []
-        return [Landed(queue, payload, *_task(json.loads(payload)))
+        return [Landed(queue, payload, *_task(_json(payload)))
                 for queue in queues for payload in channel.landed(queue)]
 
 
@@ -98,16 +98,28 @@ def _in_flight(channel: Any, max_taken_at: float | None) -> Iterator[InFlight]:
         payload = client.hget(channel.unacked_key, tag)
         if not payload:
             continue
-        yield InFlight(_text(tag), *_task(json.loads(payload)[0]))
+        record = _json(payload)
+        yield InFlight(_text(tag), *_task(record[0] if isinstance(record, list) else None))
 
 
-def _task(message: dict[str, Any]) -> tuple[str, str]:
-    """The task id and project of a Celery task message as kombu's Redis transport keeps it."""
-    body = message["body"]
-    if message.get("properties", {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    kwargs = json.loads(body)[1]
-    return str(message.get("headers", {}).get("id", "")), str(kwargs.get("project", ""))
+def _json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _task(message: Any) -> tuple[str, str]:
+    """The task id and project of a Celery task message as kombu's Redis transport keeps
+    it; empty for what is not one (left for its consumer to refuse)."""
+    try:
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        kwargs = json.loads(body)[1]
+        return str(message.get("headers", {}).get("id", "")), str(kwargs.get("project", ""))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "", ""
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,7 @@ onto that queue's landing list, then moves it from there into kombu's unacknowle
 hash in one script. At every instant the message is in exactly one place in Redis; one
 left on a landing list (its taker died) goes back on its queue by the supervisor
 (workers/supervisor.py). A channel consuming several queues, or without acknowledgements,
-takes messages kombu's way.
+takes messages kombu's way, as does one on a Redis older than 6.2 (no `BLMOVE`).
 
 Teardown (workers). When the broker connection drops while a worker holds unacknowledged
 messages, kombu restores them as it closes the channel, through a connection whose client
@@ -25,12 +25,13 @@ queue with their operations (workers/dispatch.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from importlib import resources
 from time import monotonic, time
-from typing import Any, cast
+from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -39,6 +40,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from core.store import TaskMessage
+
+log = logging.getLogger(__name__)
 
 # A queue's landing list: messages taken off the queue and not yet recorded as unacknowledged.
 LANDING_SUFFIX = ":landing"
@@ -86,7 +89,8 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         keys = {self._q_for_pri(queue, priority)
                 for queue in queues for priority in self.priority_steps}
-        if len(queues) != 1 or len(keys) != 1 or queues[0] not in self._acked_queues:
+        if len(queues) != 1 or len(keys) != 1 or queues[0] not in self._acked_queues \
+                or not self.ack_emulation or not self._can_move:
             self._taking = None
             super()._brpop_start(timeout)
             return
@@ -112,14 +116,36 @@ class Channel(kombu_redis.Channel):
             if not item:
                 raise virtual.Empty()
             payload = bytes_to_str(item)
-            message = loads(payload)
-            if not self._accept(landing, payload, message):
-                raise virtual.Empty()  # held too long: the supervisor put it back meanwhile
+            message = self._parse(landing, payload)
+            if message is None or not self._accept(landing, payload, message):
+                raise virtual.Empty()  # not a message, or held too long: put back meanwhile
             self.connection._deliver(message, queue)
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
+            self.accepted_tag = None  # its append has run, inside `_deliver`
             self._flush_brpop_reauth()
+
+    def _poll_error(self, type: str, **options: Any) -> None:
+        if type == "BRPOP" and self._taking is not None:
+            type = "BLMOVE"  # what is really in flight
+        super()._poll_error(type, **options)
+
+    def _parse(self, landing: str, payload: str) -> dict[str, Any] | None:
+        """The taken message; None (and dropped, as kombu's `BRPOP` would) if it is not one
+        a consumer could ever take, so that it does not come back after every lease."""
+        try:
+            message: dict[str, Any] = loads(payload)
+            properties = message["properties"]
+            if {"exchange", "routing_key"} <= properties["delivery_info"].keys() \
+                    and properties["delivery_tag"]:
+                return message
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass
+        self._scripts_client.lrem(self.global_keyprefix + landing, 1, payload)
+        log.error("dropped a message of %d bytes from %s: not a kombu message",
+                  len(payload), landing)
+        return None
 
     def _accept(self, landing: str, payload: str, message: dict[str, Any]) -> bool:
         """Move a taken message from its landing list to the unacknowledged ones."""
@@ -143,6 +169,15 @@ class Channel(kombu_redis.Channel):
         """Put a landed message back at the head of `queue`; False if it has moved on."""
         source = self.global_keyprefix + self._q_for_pri(queue, 0)
         return bool(self._return_script(keys=[source + LANDING_SUFFIX, source], args=[payload]))
+
+    @cached_property
+    def _can_move(self) -> bool:
+        version = str(self._scripts_client.info("server").get("redis_version", "0"))
+        if tuple(int(part) for part in version.split(".")[:2]) >= (6, 2):
+            return True
+        log.warning("Redis %s has no BLMOVE (6.2+): messages are taken kombu's way, and a "
+                    "node killed while taking one can lose it", version)
+        return False
 
     @cached_property
     def _scripts_client(self) -> redis.Redis:
@@ -173,7 +208,8 @@ class PublishingChannel(kombu_redis.Channel):
     @contextmanager
     def capturing(self) -> Iterator[list[TaskMessage]]:
         """Keep what is published meanwhile, as it would have been queued, unsent."""
-        self._captured = captured = cast(list[TaskMessage], [])
+        captured: list[TaskMessage] = []
+        self._captured = captured
         try:
             yield captured
         finally:

@@ -81,6 +81,14 @@ def test_a_taken_message_is_recorded_as_unacknowledged_in_the_same_step(broker: 
     assert broker.where("jobs") == {"queue": 0, "landing": 0, "unacked": 0}
 
 
+def test_a_payload_that_is_no_message_is_dropped_not_taken_again(broker: Broker) -> None:
+    broker.redis.lpush(broker.prefix + "jobs", "not a kombu message")
+    broker.publish("jobs", {"n": 1})
+    broker.consume(["jobs"])
+    assert [body for body, _ in broker.taken] == [{"n": 1}]
+    assert broker.where("jobs") == {"queue": 0, "landing": 0, "unacked": 0}
+
+
 class _Stalls(Channel):
     """A taker so slow to record its message that a supervisor put it back meanwhile."""
 
