@@ -32,6 +32,7 @@ REQUEST_ID = "rid"
 RESPONSE = "resp"
 ERROR = "err"
 LEASE = "lease"  # until when the running worker holds the operation, microseconds
+CHANGE_TOKEN = "tok"  # "token|state before" of the last change, until done (transition.lua)
 
 
 def encode_json(value: Any) -> str:

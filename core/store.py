@@ -187,9 +187,12 @@ class OperationStore:
         `increment` names counter fields to add one to. `take_lease` (seconds) takes the
         operation's lease, which a started operation grants only once its holder's lease
         has expired; a zero-length lease thus applies an event only to an abandoned one.
+        Should the client retry the call after losing its reply, the retry gets the same
+        answer and applies nothing twice.
         """
         now = now_micros()
         args = {
+            "token": os.urandom(8).hex(),
             "event": event.value,
             "active": _ACTIVE_FLAGS,
             "bounds": list(BUCKETS),

@@ -7,12 +7,20 @@
 --         now (µs, string), expires_at (s), retention (s), member ('project/id'), project,
 --         id, channel, name, stream_max, incr [field, ...], fields {name: value},
 --         lease_until (µs, string, optional: take the lease; refused while another holds it),
---         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms
+--         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms,
+--         token (random, one per call)
 -- Returns {state before, state after, attempt}; state after is '' when the event does not
 -- apply (including a forgotten operation: a deleted hash is never written again).
+-- A run with the token of the last change applied is the client retrying after losing the
+-- reply: it gets that change's answer, and nothing is applied twice (the 'tok' field, kept
+-- until the operation is done, holds 'token|state before').
 local args = cjson.decode(ARGV[1])
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {'', '', '0'} end
+local last = redis.call('HGET', KEYS[1], 'tok')
+if last and string.sub(last, 1, #args.token + 1) == args.token .. '|' then
+  return {string.sub(last, #args.token + 2), current, redis.call('HGET', KEYS[1], 'att') or '0'}
+end
 local target = args.moves[current]
 if not target then return {current, '', '0'} end
 if args.lease_until and current ~= 'PENDING' then
@@ -28,6 +36,10 @@ end
 if args.terminal[target] then
   pairs_to_set[#pairs_to_set + 1] = 'et'
   pairs_to_set[#pairs_to_set + 1] = args.now
+  redis.call('HDEL', KEYS[1], 'tok')  -- a done operation is never changed again anyway
+else
+  pairs_to_set[#pairs_to_set + 1] = 'tok'
+  pairs_to_set[#pairs_to_set + 1] = args.token .. '|' .. current
 end
 if args.lease_until then
   pairs_to_set[#pairs_to_set + 1] = 'lease'

@@ -54,6 +54,34 @@ def test_a_retried_create_answers_as_the_first_run_and_writes_nothing_again(
     assert store.redis.hgetall(store.keys.metrics()) == counters
 
 
+def test_a_retried_transition_answers_as_the_first_run_and_applies_nothing_twice(
+        store: OperationStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    operation_id = make_operation(store)
+    evalsha = store.redis.evalsha
+
+    def lost_reply_then_retry(*args: Any) -> Any:
+        evalsha(*args)  # ran, but its reply was lost: redis-py sends it again
+        return evalsha(*args)
+
+    monkeypatch.setattr(store.redis, "evalsha", lost_reply_then_retry)
+    started = store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
+                          take_lease=0)  # a lease over at once: its worker is lost below
+    assert (started.before, started.after, started.attempt) == (State.PENDING, State.RUNNING, 1)
+    lost = store.apply("demo", operation_id, Event.WORKER_LOST, take_lease=0)
+    assert (lost.before, lost.after) == (State.RUNNING, State.PENDING)
+    again = store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
+                        take_lease=10)
+    assert (again.before, again.after, again.attempt) == (State.PENDING, State.RUNNING, 2)
+    done = store.apply("demo", operation_id, Event.SUCCEED, {record.RESPONSE: "1"})
+    # A terminal write keeps no token (nothing changes a done operation): its retry is
+    # refused, and the operation is done as the first run left it.
+    assert (done.before, done.after) == (State.SUCCEEDED, None)
+    events = [fields["event"] for _, fields in store.changes_after("demo", "0-0")]
+    assert events == ["create", "start", "worker_lost", "start", "succeed"]
+    assert record.CHANGE_TOKEN not in store.redis.hgetall(store.keys.operation("demo",
+                                                                               operation_id))
+
+
 def test_request_ids_are_per_project(store: OperationStore) -> None:
     request_id = names.new_operation_id()
     first, _ = store.create("one", names.new_operation_id(), "demo.sleep", request_id=request_id)
