@@ -14,16 +14,19 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
 @dataclass(frozen=True)
 class InFlight:
-    """A message some consumer took and has not acknowledged."""
+    """A message some consumer took and has not acknowledged; `eta` (epoch seconds) when its
+    task is to wait until then (a retry's countdown)."""
 
     tag: str
     task_id: str
     project: str
+    eta: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def stranded(celery: Any, older_than: float) -> list[InFlight]:
 
 
 def restore(celery: Any, message: InFlight) -> None:
-    """Put an in-flight message back at the head of its queue (a no-op if it is gone)."""
+    """Put an in-flight message back on its queue (a no-op if it is gone)."""
     with celery.connection_for_write() as connection:
         qos = _qos(connection)
         if qos is not None:
@@ -99,13 +102,22 @@ def _in_flight(channel: Any, max_taken_at: float | None) -> Iterator[InFlight]:
         if not payload:
             continue
         record = _json(payload)
-        yield InFlight(_text(tag), *_task(record[0] if isinstance(record, list) else None))
+        message = record[0] if isinstance(record, list) else None
+        yield InFlight(_text(tag), *_task(message), eta=_eta(message))
 
 
 def _json(text: str | bytes) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        return None
+
+
+def _eta(message: Any) -> float | None:
+    """When a Celery task message's task is due, if it has a countdown."""
+    try:
+        return datetime.fromisoformat(message["headers"]["eta"]).timestamp()
+    except (TypeError, KeyError, ValueError):
         return None
 
 

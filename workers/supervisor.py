@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from time import monotonic
+from time import monotonic, time
 from typing import Any
 
 import redis
@@ -115,13 +115,16 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def _recover_stranded_messages(self, worker: Any) -> None:
         # A live node starts what it takes within milliseconds (prefetch is one per pool
-        # process); a message held a whole lease with its operation never started was taken
-        # by a node that died. If that node is alive after all, the lease refuses a second run.
-        store = worker.app.store
-        for message in stranded(worker.app, worker.app.settings.lease_seconds):
+        # process), or at its countdown if it is a retry's; a message held a whole lease past
+        # that, its operation not started, was taken by a node that died. If that node is
+        # alive after all, the lease refuses a second run.
+        store, lease = worker.app.store, worker.app.settings.lease_seconds
+        now = time()
+        for message in stranded(worker.app, lease):
+            if message.eta is not None and message.eta > now - lease:
+                continue
             operation = store.get(message.project, message.task_id)
-            if operation is not None and operation.state is State.PENDING \
-                    and operation.attempt == 0:
+            if operation is not None and operation.state is State.PENDING:
                 restore(worker.app, message)
                 log.warning("%s was taken by a worker that never started it; redelivered",
                             operation.name)

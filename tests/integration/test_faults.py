@@ -15,7 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from core import record
 from core.connection import redis_client
+from core.states import Event
 from tests.stack import Api, Stack, eventually, open_gate, running_stack
 from workers.celery_app import OpqueueCelery
 
@@ -235,13 +237,20 @@ def held_in(stack: Stack, name: str) -> str:
     return place
 
 
-@pytest.mark.parametrize("moment", ["taking", "holding"])
+@pytest.mark.parametrize(("moment", "runs_before"),
+                         [("taking", 0), ("holding", 0), ("holding", 1)])
 def test_a_message_taken_by_a_node_that_dies_before_starting_it_is_redelivered(
-        fault_stack: Stack, nodes: list[str], api: Api, moment: str) -> None:
+        fault_stack: Stack, nodes: list[str], api: Api, moment: str, runs_before: int) -> None:
     # What a worker node does in the instants between taking a message off the queue,
     # recording it as taken, and starting its job, played by a consumer on the workers'
-    # own transport that is killed at one of those instants.
+    # own transport that is killed at one of those instants; with `runs_before`, the job
+    # had already been started once by a worker that was lost.
     operation = api.run("demo.sleep", {"seconds": 0})
+    ident = operation["name"].rsplit("/", 1)[1]
+    for _ in range(runs_before):
+        store = fault_stack.store()
+        store.apply(api.project, ident, Event.START, increment=(record.ATTEMPT,), take_lease=0)
+        assert store.apply(api.project, ident, Event.WORKER_LOST, take_lease=0).applied
     command = [sys.executable, "-c", TAKER, fault_stack.redis_url, fault_stack.prefix, moment]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as taker:
@@ -254,4 +263,4 @@ def test_a_message_taken_by_a_node_that_dies_before_starting_it_is_redelivered(
     start(fault_stack, nodes, "h")
     done = api.wait(operation["name"])
     assert done["metadata"]["state"] == "SUCCEEDED"
-    assert done["metadata"]["attempt"] == 1
+    assert done["metadata"]["attempt"] == runs_before + 1

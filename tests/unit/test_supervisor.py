@@ -1,0 +1,71 @@
+"""Which messages held unacknowledged the supervisor puts back (workers/supervisor.py)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from core import names, record
+from core.config import Settings
+from core.states import Event
+from core.store import OperationStore
+from workers import supervisor
+from workers.broker import InFlight
+
+LEASE = 10.0
+
+
+@pytest.fixture
+def restored(monkeypatch: pytest.MonkeyPatch, store: OperationStore) -> list[InFlight]:
+    """The held messages the supervisor puts back on the queue."""
+    put_back: list[InFlight] = []
+    monkeypatch.setattr(supervisor, "restore", lambda app, message: put_back.append(message))
+    return put_back
+
+
+def recover(store: OperationStore, held: list[InFlight], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "stranded", lambda app, older_than: held)
+    app = SimpleNamespace(store=store, settings=Settings(lease_seconds=LEASE))
+    step = supervisor.Supervisor(SimpleNamespace())
+    step._recover_stranded_messages(SimpleNamespace(app=app))
+
+
+def pending(store: OperationStore, runs_before: int = 0) -> str:
+    operation_id = names.new_operation_id()
+    store.create("demo", operation_id, "demo.sleep")
+    for _ in range(runs_before):
+        store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
+                    take_lease=0)
+        store.apply("demo", operation_id, Event.WORKER_LOST, take_lease=0)
+    return operation_id
+
+
+@pytest.mark.parametrize("runs_before", [0, 1])
+def test_a_held_message_of_a_pending_operation_goes_back(
+        store: OperationStore, restored: list[InFlight], monkeypatch: pytest.MonkeyPatch,
+        runs_before: int) -> None:
+    held = [InFlight("tag", pending(store, runs_before), "demo")]
+    recover(store, held, monkeypatch)
+    assert restored == held
+
+
+def test_a_message_of_a_started_or_unknown_operation_stays(
+        store: OperationStore, restored: list[InFlight],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    running = pending(store)
+    store.apply("demo", running, Event.START, take_lease=LEASE)
+    recover(store, [InFlight("a", running, "demo"), InFlight("b", "gone", "demo")], monkeypatch)
+    assert restored == []
+
+
+def test_a_retry_waiting_for_its_countdown_stays_until_a_lease_past_it(
+        store: OperationStore, restored: list[InFlight],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    waiting = InFlight("a", pending(store, 1), "demo", eta=now + 60)
+    just_due = InFlight("b", pending(store, 1), "demo", eta=now - LEASE / 2)
+    long_due = InFlight("c", pending(store, 1), "demo", eta=now - 2 * LEASE)
+    recover(store, [waiting, just_due, long_due], monkeypatch)
+    assert restored == [long_due]
