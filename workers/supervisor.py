@@ -116,15 +116,18 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
     def _recover_stranded_messages(self, worker: Any) -> None:
         # A live node starts what it takes within milliseconds (prefetch is one per pool
         # process), or at its countdown if it is a retry's; a message held a whole lease past
-        # that, its operation not started, was taken by a node that died. If that node is
-        # alive after all, the lease refuses a second run.
+        # that, its operation PENDING and unchanged for a lease too, was taken by a node that
+        # died. (A pool process's death releases the operation moments before Celery requeues
+        # the message: that one is left to Celery.) Should the node be alive after all, the
+        # lease refuses a second run.
         store, lease = worker.app.store, worker.app.settings.lease_seconds
         now = time()
         for message in stranded(worker.app, lease):
             if message.eta is not None and message.eta > now - lease:
                 continue
             operation = store.get(message.project, message.task_id)
-            if operation is not None and operation.state is State.PENDING:
+            if operation is not None and operation.state is State.PENDING \
+                    and operation.update_time < (now - lease) * 1_000_000:
                 restore(worker.app, message)
                 log.warning("%s was taken by a worker that never started it; redelivered",
                             operation.name)

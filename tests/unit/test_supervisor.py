@@ -32,13 +32,16 @@ def recover(store: OperationStore, held: list[InFlight], monkeypatch: pytest.Mon
     step._recover_stranded_messages(SimpleNamespace(app=app))
 
 
-def pending(store: OperationStore, runs_before: int = 0) -> str:
+def pending(store: OperationStore, runs_before: int = 0, since: float = 2 * LEASE) -> str:
+    """A PENDING operation, after `runs_before` lost runs, unchanged for `since` seconds."""
     operation_id = names.new_operation_id()
     store.create("demo", operation_id, "demo.sleep")
     for _ in range(runs_before):
         store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
                     take_lease=0)
         store.apply("demo", operation_id, Event.WORKER_LOST, take_lease=0)
+    changed = int((time.time() - since) * 1_000_000)
+    store.redis.hset(store.keys.operation("demo", operation_id), record.UPDATE_TIME, changed)
     return operation_id
 
 
@@ -57,6 +60,15 @@ def test_a_message_of_a_started_or_unknown_operation_stays(
     running = pending(store)
     store.apply("demo", running, Event.START, take_lease=LEASE)
     recover(store, [InFlight("a", running, "demo"), InFlight("b", "gone", "demo")], monkeypatch)
+    assert restored == []
+
+
+def test_a_message_of_an_operation_released_moments_ago_stays(
+        store: OperationStore, restored: list[InFlight],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pool process died: its worker released the operation, and Celery is about to
+    # requeue the message itself. Restoring it too would deliver it twice.
+    recover(store, [InFlight("a", pending(store, 1, since=0), "demo")], monkeypatch)
     assert restored == []
 
 
