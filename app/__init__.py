@@ -8,8 +8,10 @@ import redis
 from flask import Flask, Request
 
 from app import auth, docs, errors, health, jobs, limits, metrics, openapi, operations, ui, watch
+from app.access import Authorizer
 from app.changes import ChangeListener
 from app.keys import KeyRing
+from app.long_requests import LongRequests
 from app.page_tokens import PageTokens
 from app.ratelimit import RateLimiter
 from app.services import Services, services
@@ -54,6 +56,9 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = operation_store(settings, redis)
+    authorizer = Authorizer(KeyRing.from_settings(settings), settings,
+                            RateLimiter(store.redis, store.keys))
+    authorizer.announce()
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
@@ -61,13 +66,14 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         dispatcher=dispatcher or Dispatcher.from_settings(settings),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
-        keyring=KeyRing.from_settings(settings),
-        rate_limiter=RateLimiter(store.redis, store.keys),
+        authorizer=authorizer,
+        long_requests=LongRequests(store.redis, store.keys, settings),
         webhooks=WebhookPolicy.from_settings(settings),
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)
     app.before_request(auth.guard)
+    app.before_request(limits.require_json_body)
     errors.register_error_handlers(app)
     for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp, metrics.bp,
                       ui.bp, docs.bp):

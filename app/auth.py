@@ -1,23 +1,19 @@
 """Who may call what: every request passes `guard` before its view runs.
 
 A view declares what it needs next to its route with `@requires(Role.SUBMITTER)` or
-`@public`; undeclared views need a reader. The checks run in this order, before anything
-is looked up, so a refusal never depends on whether an operation exists and changes
-nothing: the key (UNAUTHENTICATED), the project (PERMISSION_DENIED), the role
-(PERMISSION_DENIED), the key's rate (RESOURCE_EXHAUSTED).
+`@public`; undeclared views need a reader. `guard` is the HTTP adapter of the
+transport-neutral decision in `app/access.py`; the key a request acts as is `caller()`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import current_app, g, request
 
-from app.keys import Role
+from app.keys import ApiKey, Role
 from app.services import services
-from core.errors import PermissionDenied, Unauthenticated
 
 View = TypeVar("View", bound=Callable[..., Any])
 PUBLIC = "public"
@@ -45,30 +41,16 @@ def guard() -> None:
     required = getattr(view, "required_role", Role.READER)
     if required == PUBLIC:
         return
-    svc = services()
-    if svc.keyring.empty:
-        if svc.settings.insecure_allow_anonymous or _is_loopback(request.remote_addr):
-            return
-        raise PermissionDenied(
-            "this server has no API keys configured, so it serves only local clients",
-            reason="NO_API_KEYS_CONFIGURED")
-    presented = _presented_key()
-    if not presented:
-        raise Unauthenticated("send an API key as 'Authorization: Bearer KEY' or "
-                              "'x-goog-api-key: KEY'", reason="API_KEY_MISSING")
-    key = svc.keyring.identify(presented)
-    if key is None:
-        raise Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
-    project = (request.view_args or {}).get("project")
-    if project is not None and not key.grants(project):
-        raise PermissionDenied(f"API key {key.id!r} may not act in this project",
-                               reason="PROJECT_NOT_GRANTED")
-    if not key.may(required):
-        raise PermissionDenied(f"API key {key.id!r} is a {key.role.value} and may not do this",
-                               reason="ROLE_NOT_ALLOWED")
-    limit = key.rate_per_second
-    svc.rate_limiter.admit(key.id, svc.settings.rate_limit_per_second if limit is None
-                           else limit)
+    g.caller = services().authorizer.authorize(
+        _presented_key(), (request.view_args or {}).get("project"), required,
+        request.remote_addr or "", host=request.headers.get("Host", ""),
+        origin=request.headers.get("Origin"))
+
+
+def caller() -> ApiKey:
+    """The key the current request acts as (set by `guard`)."""
+    key: ApiKey = g.caller
+    return key
 
 
 def _presented_key() -> str:
@@ -76,10 +58,3 @@ def _presented_key() -> str:
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return request.headers.get("x-goog-api-key", "").strip()
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False

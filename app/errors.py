@@ -7,7 +7,7 @@ unexpected all end here; views never build error JSON, and no traceback reaches 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
 
 import kombu.exceptions
 import redis
@@ -47,17 +47,12 @@ HTTP_REASONS = {
 
 
 def envelope(error: OperationError) -> Response:
-    """`{"error": {code, message, status, details}}` with the code's HTTP status."""
-    body: dict[str, Any] = {
-        "error": {
-            "code": HTTP_STATUS[error.code],
-            "message": error.message,
-            "status": error.code.name,
-            "details": error.details(),
-        }
-    }
-    response = jsonify(body)
+    """`{"error": {code, message, status, details}}` with the code's HTTP status, and
+    `Retry-After` (whole seconds, rounded up) when the error says when to retry."""
+    response = jsonify(error.envelope())
     response.status_code = HTTP_STATUS[error.code]
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(math.ceil(error.retry_after))
     return response
 
 

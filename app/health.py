@@ -16,8 +16,8 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 @public
 def healthz() -> dict[str, Any]:
-    """200 while the process is up."""
-    return {"status": "SERVING"}
+    """200 while the process is up; says so when anonymous access is on."""
+    return _status()
 
 
 @bp.get("/readyz")
@@ -37,4 +37,13 @@ def readyz() -> dict[str, Any]:
     if failing:
         raise Unavailable(f"not ready: {' and '.join(failing)} unreachable",
                           reason="NOT_READY", metadata={"unreachable": ",".join(failing)})
-    return {"status": "SERVING"}
+    return _status()
+
+
+def _status() -> dict[str, Any]:
+    status: dict[str, Any] = {"status": "SERVING"}
+    if services().authorizer.anonymous:  # so it cannot run unnoticed
+        status["warning"] = ("anonymous access is on (OPQUEUE_INSECURE_ALLOW_ANONYMOUS): "
+                             "anyone who reaches this port may use the API")
+        status["anonymousAccess"] = True
+    return status

@@ -22,7 +22,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
 from core.config import Settings
+from core.errors import field_violations
+from core.names import PROJECT_ID
 
 KEY_PREFIX = "opq_"
 
@@ -61,13 +65,11 @@ def digest(key: str) -> bytes:
 class KeyRing:
     """The configured keys."""
 
-    def __init__(self, keys: Iterable[ApiKey]) -> None:
+    def __init__(self, keys: Iterable[ApiKey], configured: bool = True) -> None:
         self.keys = tuple(keys)
-
-    @property
-    def empty(self) -> bool:
-        """True when no key is configured (development mode)."""
-        return not self.keys
+        # False only when no keys file or inline keys are set at all (then anonymous access
+        # is possible, if switched on); an empty list is a configuration admitting no one.
+        self.configured = configured
 
     def identify(self, presented: str) -> ApiKey | None:
         """The key matching `presented`, comparing with every digest in constant time."""
@@ -86,27 +88,63 @@ class KeyRing:
         elif settings.api_keys:
             text = settings.api_keys
         else:
-            return cls(())
+            return cls((), configured=False)
         return cls.parse(text)
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:
-        """`{"keys": [{"id", "sha256", "role", "projects", "ratePerSecond"?}, ...]}`."""
+        """`{"keys": [{"id", "sha256", "role", "projects", "ratePerSecond"?}, ...]}`.
+
+        ValueError naming the first bad entry (by position and id, never by digest) and
+        what is wrong with it; an empty list is a valid configuration that admits no one.
+        """
         try:
-            entries = json.loads(text)["keys"]
-            return cls(_entry(entry) for entry in entries)
-        except (ValueError, KeyError, TypeError) as exc:
-            # Never echo the file: it may hold something secret by mistake.
-            raise ValueError(f"the API keys configuration is invalid ({type(exc).__name__}: "
-                             "expected {\"keys\": [{\"id\", \"sha256\", \"role\", "
-                             "\"projects\"}]})") from None
+            document = json.loads(text)
+        except ValueError:
+            raise ValueError("the API keys configuration is not JSON") from None
+        if not isinstance(document, dict) or set(document) != {"keys"} or not isinstance(
+                document["keys"], list):
+            raise ValueError('the API keys configuration must be {"keys": [...]} '
+                             "and nothing else")
+        keys = [_entry(index, entry) for index, entry in enumerate(document["keys"])]
+        ids = [key.id for key in keys]
+        for index, key_id in enumerate(ids):
+            if key_id in ids[:index]:
+                raise ValueError(f"API keys entry {index} ({key_id!r}): the id is used twice")
+        return cls(keys)
 
 
-def _entry(entry: dict[str, Any]) -> ApiKey:
-    rate = entry.get("ratePerSecond")
-    return ApiKey(id=str(entry["id"]), digest=bytes.fromhex(entry["sha256"]),
-                  role=Role(entry["role"]), projects=frozenset(entry["projects"]),
-                  rate_per_second=None if rate is None else int(rate))
+class _EntrySchema(Schema):
+    """One keys-file entry; unknown fields are an error, so a typo never grants silently."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(required=True, validate=validate.Regexp(r"[A-Za-z0-9._@-]{1,64}\Z"))
+    sha256 = fields.String(required=True, validate=validate.Regexp(r"[0-9a-fA-F]{64}\Z"))
+    role = fields.String(required=True, validate=validate.OneOf([role.value for role in Role]))
+    projects = fields.List(
+        fields.String(validate=validate.Regexp(rf"(\*|{PROJECT_ID.pattern})\Z")),
+        required=True, validate=validate.Length(min=1))
+    rate_per_second = fields.Integer(data_key="ratePerSecond", strict=True,
+                                     validate=validate.Range(min=0))
+
+
+def _entry(index: int, entry: Any) -> ApiKey:
+    key_id = entry.get("id") if isinstance(entry, dict) else None
+    named = f"API keys entry {index}" + (f" ({key_id!r})" if isinstance(key_id, str) else "")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{named} must be a JSON object")
+    try:
+        loaded = _EntrySchema().load(entry)
+    except ValidationError as exc:
+        # Names the fields only: a value may be something secret pasted by mistake.
+        problems = "; ".join(f"{name}: {messages}" for name, messages in
+                             sorted(field_violations(exc.messages).items()))
+        raise ValueError(f"{named} is invalid: {problems}") from None
+    return ApiKey(id=loaded["id"], digest=bytes.fromhex(loaded["sha256"]),
+                  role=Role(loaded["role"]), projects=frozenset(loaded["projects"]),
+                  rate_per_second=loaded.get("rate_per_second"))
 
 
 def new_key(key_id: str, role: Role, projects: list[str]) -> tuple[str, dict[str, Any]]:

@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from flask import request
+
 from core.config import Settings
 from core.errors import InvalidArgument
 
@@ -44,3 +46,20 @@ def check_run_request(job_input: dict[str, Any], labels: dict[str, str],
     if len(labels) > settings.max_labels:
         raise InvalidArgument.for_fields(
             {"labels": f"has {len(labels)} labels; the limit is {settings.max_labels}"})
+
+
+def require_json_body() -> None:
+    """INVALID_ARGUMENT unless a request that carries a body says it is JSON.
+
+    Browsers send `text/plain`, form and multipart bodies across sites without asking
+    (a "simple" request); requiring `application/json` keeps web pages a developer visits
+    from driving the API. A request without a body needs no content type.
+    """
+    if not (request.content_length or "chunked" in request.headers.get("Transfer-Encoding",
+                                                                        "").lower()):
+        return
+    if request.mimetype != "application/json":
+        shown = request.mimetype or "none"
+        raise InvalidArgument(f"the request body must be JSON, sent with 'Content-Type: "
+                              f"application/json' (it was {shown[:100]})",
+                              reason="UNSUPPORTED_MEDIA_TYPE")

@@ -152,6 +152,11 @@ class ServingStatusSchema(Schema):
     """A health probe's answer."""
 
     status = fields.String(required=True, validate=validate.OneOf(["SERVING"]))
+    anonymous_access = fields.Boolean(
+        data_key="anonymousAccess",
+        metadata={"description": "present (true) only while OPQUEUE_INSECURE_ALLOW_ANONYMOUS "
+                  "lets callers in without API keys"})
+    warning = fields.String(metadata={"description": "what an operator should know"})
 
 
 class EmptySchema(Schema):

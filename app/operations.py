@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
-from app.auth import requires
+from app.auth import caller, requires
 from app.keys import Role
 from app.schemas import (
     CancelOperationRequestSchema,
@@ -114,8 +114,9 @@ def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
     timeout = min(parse_duration(body["timeout"], "timeout"), limit) if body["timeout"] else limit
     operation = _require(project, operation_id)
     if not operation.done:
-        svc.changes.wait([operation.name], timeout,
-                         lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
+        with svc.long_requests.hold(caller().id):
+            svc.changes.wait([operation.name], timeout,
+                             lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
         operation = _require(project, operation_id)
     return dump_operation(operation)
 

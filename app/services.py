@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from app.access import Authorizer
 from app.changes import ChangeListener
-from app.keys import KeyRing
+from app.long_requests import LongRequests
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
 from core.config import Settings
 from core.jobs import JobRegistry
 from core.outbox import Outbox
@@ -28,8 +28,8 @@ class Services:
     dispatcher: Dispatcher
     page_tokens: PageTokens
     changes: ChangeListener
-    keyring: KeyRing
-    rate_limiter: RateLimiter
+    authorizer: Authorizer
+    long_requests: LongRequests
     webhooks: WebhookPolicy
     outbox: Outbox
 

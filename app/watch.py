@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, stream_with_context
 
+from app.auth import caller
 from app.services import Services, services
 from core.errors import InvalidArgument, operation_not_found
 from core.names import check_operation_id, check_project, operation_name
@@ -64,7 +65,11 @@ def _resume_from() -> str | None:
 def _event_stream(svc: Services, project: str, name: str | None) -> Response:
     resume = _resume_from()
     events = _events(svc, project, name, resume)
+    # Taken last, once nothing can refuse the call any more; given back when the stream
+    # ends or its client goes away (the server closes the response then).
+    slot = svc.long_requests.acquire(caller().id)
     response = Response(stream_with_context(events), mimetype="text/event-stream")
+    response.call_on_close(partial(svc.long_requests.release, slot))
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through at once
     return response

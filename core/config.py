@@ -42,8 +42,12 @@ class Settings:
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
     api_keys_file: str = ""  # JSON keys file; see app/keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
-    insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
+    insecure_allow_anonymous: bool = False  # no keys configured: serve anyone (development)
     rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none
+    refused_per_second: int = 10  # refused or anonymous calls a client address may make
+    max_long_requests_per_key: int = 16  # :wait and :watch calls one key holds at once
+    max_long_requests: int = 64  # ... all keys together; keep below web_threads
+    long_request_lease_seconds: float = 30.0  # a slot a killed process held frees after this
     max_json_depth: int = 32
     max_input_bytes: int = 256 * 1024
     max_labels: int = 64
@@ -53,7 +57,7 @@ class Settings:
     webhook_secrets: str = ""  # JSON {"project": "secret", "*": "default"}
     webhook_secrets_file: str = ""  # the same JSON in a file
     webhook_allowed_networks: tuple[str, ...] = ()  # private CIDRs webhooks may still reach
-    webhook_timeout_seconds: float = 5.0
+    webhook_timeout_seconds: float = 5.0  # total per delivery: connect, send, answer
     webhook_max_attempts: int = 8  # with exponential backoff from 1 s, capped at 5 minutes
     webhook_threads: int = 4  # concurrent deliveries per worker node
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data

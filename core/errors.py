@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from core.codes import Code
+from core.codes import HTTP_STATUS, Code
 
 DOMAIN = "opqueue"
 TYPE_PREFIX = "type.googleapis.com/"
@@ -39,12 +39,18 @@ class OperationError(Exception):
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
         self.extra_details = list(details)
+        self.retry_after = retry_after
         if retry_after is not None:  # a RetryInfo detail: when the same call may succeed
             self.extra_details.append({"@type": RETRY_INFO, "retryDelay": _duration(retry_after)})
 
     def status(self) -> dict[str, Any]:
         """This error as a `google.rpc.Status` JSON object."""
         return {"code": int(self.code), "message": self.message, "details": self.details()}
+
+    def envelope(self) -> dict[str, Any]:
+        """This error as the Google HTTP error envelope `{"error": {code, message, ...}}`."""
+        return {"error": {"code": HTTP_STATUS[self.code], "message": self.message,
+                          "status": self.code.name, "details": self.details()}}
 
     def details(self) -> list[dict[str, Any]]:
         """The `ErrorInfo` detail first, then any others the raiser attached."""

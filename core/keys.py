@@ -31,9 +31,18 @@ class Keys:
         """Sorted set of `project/id` members of running operations, scored by lease expiry."""
         return f"{self.prefix}:leases"
 
-    def rate(self, key_id: str, window: int) -> str:
-        """Counter of an API key's requests in one one-second window."""
-        return f"{self.prefix}:rate:{key_id}:{window}"
+    def rate(self, key_id: str) -> str:
+        """Sorted set of an API key's requests in the last second, scored by time (ms)."""
+        return f"{self.prefix}:rate:key:{key_id}"
+
+    def address_rate(self, address: str) -> str:
+        """Sorted set of a client address's refused or anonymous requests in the last second."""
+        return f"{self.prefix}:rate:addr:{address}"
+
+    def long_requests(self, scope: str) -> str:
+        """Sorted set of held long-request slots (`:wait`, `:watch`) of one key (scope
+        `key:ID`) or of the whole deployment (`*`), scored by when each lease runs out."""
+        return f"{self.prefix}:long:{scope}"
 
     def queued(self) -> str:
         """Hash of project → how many of its operations are not done yet."""

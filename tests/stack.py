@@ -88,6 +88,9 @@ class Stack:
             "PYTHONPATH": str(ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
+            # Without keys the API serves no one; most stacks test something else and run
+            # keyless as a developer's does. Stacks given keys ignore this switch.
+            "OPQUEUE_INSECURE_ALLOW_ANONYMOUS": "true",
             **self.extra_env,
         }
 
