@@ -28,6 +28,7 @@ from core.names import (
 )
 from core.operation import Operation
 from core.states import Event, State
+from core.webhooks import redacted
 from core.wire import dump_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")
@@ -100,9 +101,11 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 @bp.get("/<operation_id>/webhookDeliveries")
 def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
-    """Every webhook delivery attempt of the operation and its outcome, oldest first."""
+    """Every webhook delivery attempt of the operation and its outcome, oldest first; the
+    URL without its query or user info (they may hold a receiver's token)."""
     _require(project, operation_id)
-    return {"deliveries": services().outbox.history(project, operation_id)}
+    return {"deliveries": [{**entry, "url": redacted(entry["url"])} if "url" in entry else entry
+                           for entry in services().outbox.history(project, operation_id)]}
 
 
 @bp.post("/<operation_id>:wait")

@@ -16,8 +16,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from core.addresses import Network, refused_address
 from core.config import Settings
 from core.errors import FailedPrecondition, InvalidArgument
 
@@ -25,7 +26,6 @@ SIGNATURE_HEADER = "Opqueue-Signature"
 DELIVERY_HEADER = "Opqueue-Delivery"
 EVENT_HEADER = "Opqueue-Event"
 EVENTS = ("done", "progress")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,12 @@ class WebhookPolicy:
                                      reason="NO_WEBHOOK_SECRET")
         return found.encode()
 
-    def check_url(self, url: str) -> None:
-        """INVALID_ARGUMENT unless `url` is http(s) to public (or allowed private) addresses.
+    def check_url(self, url: str) -> Target:
+        """The URL's target once every address its host resolves to is checked;
+        INVALID_ARGUMENT unless `url` is http(s) to public (or allowed private) addresses.
 
-        A host name is resolved here and again before each delivery, so a name that later
-        points inside the network is refused then too.
+        Deliveries connect to the checked addresses only, never resolving the name again,
+        so a name that points elsewhere by then (DNS rebinding) gains nothing.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -76,15 +77,51 @@ class WebhookPolicy:
             raise _bad("notify.url must not carry credentials; webhooks are signed instead")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            found = {str(info[4][0]) for info in socket.getaddrinfo(
-                parts.hostname, port, type=socket.SOCK_STREAM)}
+            found = [str(info[4][0]) for info in socket.getaddrinfo(
+                parts.hostname, port, type=socket.SOCK_STREAM)]
         except (OSError, ValueError):
             raise _bad(f"notify.url host {parts.hostname!r} does not resolve") from None
-        for address in found:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if not ip.is_global and not any(ip in network for network in self.networks):
-                raise _bad(f"notify.url reaches {ip}, a private, loopback or link-local "
-                           "address; only public addresses may be called")
+        addresses = tuple(dict.fromkeys(address.split("%", 1)[0] for address in found))
+        for address in addresses:
+            refused = refused_address(ipaddress.ip_address(address), self.networks)
+            if refused is not None:
+                raise _bad(f"notify.url reaches {refused}, a private, loopback, link-local, "
+                           "multicast or reserved address; only public addresses may be "
+                           "called")
+        return Target(parts.scheme, parts.hostname, port,
+                      urlunsplit(("", "", parts.path or "/", parts.query, "")), addresses)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a checked webhook URL is delivered: its checked addresses, never its name."""
+
+    scheme: str
+    host: str  # as in the URL: the Host header, TLS server name and certificate check
+    port: int
+    path: str  # with its query
+    addresses: tuple[str, ...]
+
+    @property
+    def authority(self) -> str:
+        """The `Host` header value."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def redacted(url: str) -> str:
+    """`url` without its query, fragment or user info, to show to readers."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
 
 
 def sign(secret: bytes, body: bytes, timestamp: int | None = None) -> str:

@@ -19,13 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from core.errors import OperationError
 from core.names import operation_name
 from core.outbox import Delivery, Outbox
-from core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookPolicy, sign
+from core.webhooks import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    WebhookPolicy,
+    sign,
+)
 from core.wire import dump_operation
+from workers import webhook_client
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +86,26 @@ class WebhookSender:
         outcome: dict[str, Any] = {"time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                                    "url": url}
         try:
-            self._policy.check_url(url)  # again: the name may point elsewhere by now
+            # Again, and the delivery goes to what this check approved: the name may point
+            # elsewhere by now.
+            target = self._policy.check_url(url)
             body = json.dumps(dump_operation(operation), separators=(",", ":")).encode()
-            answer = requests.post(url, data=body, timeout=self._timeout, allow_redirects=False,
-                                   headers=self._headers(delivery, body))
-            outcome["status"] = answer.status_code
-            if 200 <= answer.status_code < 300:
+            status = webhook_client.post(target, body, self._headers(delivery, body),
+                                         self._timeout)
+            outcome["status"] = status
+            if 200 <= status < 300:
                 self._outbox.log(delivery, {**outcome, "outcome": "delivered"})
                 self._outbox.done(member)
                 log.info("delivered %s webhook of %s", delivery.event, name)
                 return
-            outcome["error"] = f"the receiver answered {answer.status_code}"
+            outcome["error"] = f"the receiver answered {status}"
         except OperationError as exc:  # refused by policy: no point in trying again
             self._outbox.log(delivery, {**outcome, "error": exc.message, "outcome": "failed"})
             self._outbox.done(member)
             return
-        except requests.RequestException as exc:
+        except webhook_client.DeliveryTimeout as exc:
+            outcome["error"] = str(exc)
+        except webhook_client.DELIVERY_ERRORS as exc:
             outcome["error"] = type(exc).__name__
         self._failed(member, delivery, outcome, urlsplit(url).hostname or "")
 
