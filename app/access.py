@@ -17,12 +17,12 @@ rebinding or a cross-site form).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from urllib.parse import urlsplit
 
 from app.keys import ApiKey, KeyRing, Role
 from app.ratelimit import RateLimiter
+from core.addresses import is_loopback_host
 from core.config import Settings, env_name
 from core.errors import PermissionDenied, Unauthenticated
 
@@ -116,15 +116,4 @@ def _hostname(url: str) -> str:
         return urlsplit(url).hostname or ""
     except ValueError:
         return ""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for `localhost`, `*.localhost` and loopback addresses."""
-    host = host.rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 

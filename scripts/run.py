@@ -16,6 +16,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+from core.addresses import is_loopback_host
 from core.config import Settings, redis_configured
 from core.embedded_redis import EmbeddedRedis
 
@@ -24,6 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     env = dict(os.environ)
+    configured = Settings.from_env(env)
+    anonymous = not (configured.api_keys_file or configured.api_keys)
+    if anonymous and not is_loopback_host(configured.host):
+        print(f"opqueue: refusing to serve {configured.host} without API keys: anyone who "
+              "reaches it could run and cancel jobs. Set OPQUEUE_API_KEYS_FILE (README, "
+              "Security), or bind a loopback host (OPQUEUE_HOST=127.0.0.1).",
+              file=sys.stderr, flush=True)
+        return 2
     with ExitStack() as stack:
         if not redis_configured(env):
             data_dir = ROOT / Settings.from_env(env).data_dir / "redis"
@@ -32,10 +41,10 @@ def main() -> int:
             print(f"opqueue: embedded Redis at {embedded.url} (data in {data_dir})", flush=True)
         settings = Settings.from_env(env)
         env["PORT"] = str(settings.port)
-        if not (settings.api_keys_file or settings.api_keys):
+        if anonymous:
             env["OPQUEUE_INSECURE_ALLOW_ANONYMOUS"] = "true"
-            print("opqueue: no API keys configured: serving anyone, without authentication "
-                  "(development mode; see README, Security)", flush=True)
+            print("opqueue: no API keys configured: serving local callers without "
+                  "authentication (development mode; see README, Security)", flush=True)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         honcho = subprocess.Popen(
             [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile")],
