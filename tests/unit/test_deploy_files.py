@@ -44,3 +44,9 @@ def test_the_image_installs_every_package_it_runs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("core", "workers", "app", "opqueue"):
         assert f"COPY {package} {package}" in dockerfile
+
+
+def test_compose_publishes_the_anonymous_api_on_loopback_only() -> None:
+    web = compose()["services"]["web"]
+    assert web["environment"]["OPQUEUE_INSECURE_ALLOW_ANONYMOUS"] == "true"
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
