@@ -36,36 +36,37 @@ def post(target: Target, body: bytes, headers: dict[str, str], timeout: float) -
     `timeout` seconds in all, or one of `DELIVERY_ERRORS`.
     """
     deadline = time.monotonic() + timeout
-    failure: Exception = DeliveryTimeout(f"no answer within {timeout:g}s")
+    late = DeliveryTimeout(f"no answer within {timeout:g}s")
+    failure: Exception = late
     for address in target.addresses:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         connection = _connection(target, address, remaining)
-        cut = threading.Timer(remaining, _cut, (connection,))
+        was_cut = threading.Event()
+        cut = threading.Timer(remaining, _cut, (connection, was_cut))
         cut.start()
         try:
-            connection.connect()
-        except DELIVERY_ERRORS as exc:
-            cut.cancel()
-            connection.close()
-            failure = exc
-            continue
-        try:
+            try:
+                connection.connect()
+            except DELIVERY_ERRORS as exc:
+                failure = exc
+                continue
             connection.request("POST", target.path, body=body,
                                headers={**headers, "Host": target.authority},
                                preload_content=False)
-            return connection.getresponse().status
-        except DELIVERY_ERRORS as exc:
-            if time.monotonic() >= deadline:
-                raise DeliveryTimeout(f"no answer within {timeout:g}s") from None
-            raise exc from None
+            status = connection.getresponse().status
+        except DELIVERY_ERRORS:
+            if not was_cut.is_set():
+                raise
+            status = 0
         finally:
             cut.cancel()
             connection.close()
-    if time.monotonic() >= deadline:
-        raise DeliveryTimeout(f"no answer within {timeout:g}s")
-    raise failure
+        if was_cut.is_set():  # a cut mid-headers reads as their end: that is no answer
+            raise late
+        return status
+    raise late if time.monotonic() >= deadline else failure
 
 
 def _connection(target: Target, address: str, timeout: float) -> HTTPConnection:
@@ -76,8 +77,9 @@ def _connection(target: Target, address: str, timeout: float) -> HTTPConnection:
     return HTTPConnection(address, target.port, timeout=timeout)
 
 
-def _cut(connection: HTTPConnection) -> None:
+def _cut(connection: HTTPConnection, was_cut: threading.Event) -> None:
     """End the exchange now: a blocked read in the delivering thread returns at once."""
+    was_cut.set()
     sock = connection.sock
     if sock is None:
         return

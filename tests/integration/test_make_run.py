@@ -50,3 +50,16 @@ def test_make_run_serves_on_embedded_redis_and_keeps_operations_across_restarts(
     with launched(tmp_path / "data", port, tmp_path / "second-run.log") as base:
         again = requests.get(f"{base}/v1/{submitted['name']}", timeout=10).json()
         assert again == done
+
+
+def test_make_run_will_not_serve_anonymously_on_a_public_address(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"REDIS_URL", "OPQUEUE_API_KEYS", "OPQUEUE_API_KEYS_FILE"}}
+    env.update(OPQUEUE_HOST="0.0.0.0", PORT=str(free_port()),
+               OPQUEUE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    refused = subprocess.run([sys.executable, "scripts/run.py"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "refusing to serve 0.0.0.0 without API keys" in refused.stderr
+    assert "OPQUEUE_API_KEYS_FILE" in refused.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started

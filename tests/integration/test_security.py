@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 from google.api_core import exceptions
 from google.api_core.operations_v1 import AbstractOperationsClient
 from google.auth import api_key
@@ -15,15 +16,17 @@ from kombu import Connection, Exchange, Producer, Queue
 
 import opqueue.v1.operation_metadata_pb2  # noqa: F401 - registers the metadata type
 from app.keys import Role, new_key
-from tests.stack import Api, Stack, eventually, running_stack
+from tests.stack import Api, Stack, eventually, open_gate, running_stack
 
 OWNER, OWNER_ENTRY = new_key("owner", Role.SUBMITTER, ["secure"])
 OUTSIDER, OUTSIDER_ENTRY = new_key("outsider", Role.SUBMITTER, ["elsewhere"])
+WATCHER, WATCHER_ENTRY = new_key("watcher", Role.READER, ["secure"])
 
 
 @pytest.fixture(scope="module")
 def keyed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    keys = json.dumps({"keys": [OWNER_ENTRY, OUTSIDER_ENTRY]})
+    # Every limit at its default: the caps on long requests are tested as shipped.
+    keys = json.dumps({"keys": [OWNER_ENTRY, OUTSIDER_ENTRY, WATCHER_ENTRY]})
     with running_stack(tmp_path_factory.mktemp("keyed"), workers=("k1",),
                        OPQUEUE_API_KEYS=keys) as stack:
         yield stack
@@ -64,6 +67,70 @@ def test_access_logs_leave_out_query_strings(keyed_stack: Stack) -> None:
         f"{keyed_stack.base_url}/v1/projects/secure/operations?pageToken={marker}", timeout=10)
     assert "/v1/projects/secure/operations" in keyed_stack.log("web")
     assert marker not in keyed_stack.log("web")
+
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def reason(answer: requests.Response) -> str:
+    found: str = answer.json()["error"]["details"][0]["reason"]
+    return found
+
+
+def test_one_key_past_its_cap_of_long_requests_is_refused_while_others_are_served(
+        keyed_stack: Stack) -> None:
+    cap = keyed_stack.settings.max_long_requests_per_key
+    owner = Api(keyed_stack.base_url, "secure")
+    owner.http.headers["Authorization"] = f"Bearer {OWNER}"
+    gate = uuid.uuid4().hex
+    pending = owner.run("test.gate", {"gate": gate})["name"]
+    watcher = requests.Session()
+    watcher.headers["Authorization"] = f"Bearer {WATCHER}"
+    base = f"{keyed_stack.base_url}/v1"
+    opened: list[requests.Response] = []
+    try:
+        for index in range(2 * cap):  # both :watch forms
+            url = f"{base}/{pending}:watch" if index % 2 else f"{base}/projects/secure/" \
+                "operations:watch"
+            opened.append(watcher.get(url, stream=True, timeout=30))
+        waited = watcher.post(f"{base}/{pending}:wait", json={"timeout": "30s"}, timeout=60)
+        assert [answer.status_code for answer in opened].count(200) == cap
+        refused = [answer for answer in opened if answer.status_code == 429] + [waited]
+        assert len(refused) == cap + 1
+        for answer in refused:
+            error = answer.json()["error"]
+            assert (error["status"], reason(answer)) == ("RESOURCE_EXHAUSTED",
+                                                         "TOO_MANY_LONG_REQUESTS")
+            assert any(detail["@type"] == RETRY_INFO for detail in error["details"])
+            assert int(answer.headers["Retry-After"]) >= 1
+        # Everyone else is served meanwhile.
+        assert owner.get(pending)["done"] is False
+        assert requests.get(f"{keyed_stack.base_url}/healthz", timeout=10).status_code == 200
+    finally:
+        for answer in opened:
+            answer.close()
+        open_gate(keyed_stack, gate)
+
+
+def test_refused_calls_from_one_address_run_out_of_budget(keyed_stack: Stack) -> None:
+    url = f"{keyed_stack.base_url}/v1/projects/secure/operations"
+    guessing = requests.Session()
+    guessing.headers["Authorization"] = "Bearer opq_guess"
+
+    def refused_for_a_while() -> list[requests.Response]:
+        answer = guessing.get(url, timeout=10)  # (a 4xx Response is falsy: hence the list)
+        return [answer] if answer.status_code == 429 else []
+
+    # Fast guesses: past the per-address budget (default 10 a second) they get 429s.
+    [limited] = eventually(refused_for_a_while, what="a guess to be rate limited")
+    assert reason(limited) == "RATE_LIMIT_EXCEEDED"
+    assert int(limited.headers["Retry-After"]) >= 1
+    owner = requests.get(url, headers={"Authorization": f"Bearer {OWNER}"}, timeout=10)
+    assert owner.status_code == 200  # a valid key from the same address is not held back
+    # The window slides on: soon a guess is answered 401 again (and other tests are not
+    # held back by this one).
+    eventually(lambda: guessing.get(url, timeout=10).status_code == 401,
+               what="the budget to refill")
 
 
 def publish(stack: Stack, task: str, task_id: str, body: object, serializer: str) -> None:
