@@ -30,6 +30,7 @@ def test_a_redis_restart_loses_no_accepted_operation_and_everything_recovers(
         error = answer.json()["error"]
         assert error["status"] == "UNAVAILABLE"
         assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in error["details"])
+        assert answer.headers["Retry-After"] == "1"  # RetryInfo's delay, for plain HTTP
         assert requests.get(f"{stack.base_url}/readyz", timeout=10).status_code == 503
         submit = requests.post(f"{stack.base_url}/v1/projects/outage/jobs/demo.sleep:run",
                                json={"input": {"seconds": 0}}, timeout=10)
