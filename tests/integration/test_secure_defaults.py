@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -94,6 +95,35 @@ def test_anonymous_mode_refuses_other_hosts_and_sites(api: Api) -> None:
     assert (cross.status_code, reason(cross)) == (403, "CROSS_SITE_REQUEST")
     listed = api.http.get(f"{api.base}/v1/projects/{api.project}/operations", timeout=10)
     assert listed.json() == {"operations": []}
+
+
+# 3. (The caps at their defaults are in test_security.py.) A killed process leaks no slot.
+
+def test_slots_held_by_a_killed_api_process_free_themselves(tmp_path: Path) -> None:
+    env = {"OPQUEUE_WEB_PROCESSES": "1", "OPQUEUE_MAX_LONG_REQUESTS_PER_KEY": "2",
+           "OPQUEUE_LONG_REQUEST_LEASE_SECONDS": "2"}
+    with running_stack(tmp_path, workers=(), **env) as stack:
+        watch = f"{stack.base_url}/v1/projects/demo/operations:watch"
+        held = [requests.get(watch, stream=True, timeout=30) for _ in range(2)]
+        try:
+            assert [answer.status_code for answer in held] == [200, 200]
+            with requests.get(watch, stream=True, timeout=30) as refused:
+                assert refused.status_code == 429
+            [worker] = psutil.Process(stack.processes["web"].pid).children()
+            worker.kill()  # it never releases its two slots; gunicorn starts another
+            worker.wait(timeout=30)
+        finally:
+            for answer in held:
+                answer.close()
+
+        def a_watch_is_served() -> bool:
+            try:
+                with requests.get(watch, stream=True, timeout=30) as answer:
+                    return answer.status_code == 200
+            except requests.ConnectionError:  # the new worker is still starting
+                return False
+
+        eventually(a_watch_is_served, what="the dead process's slots to expire")
 
 
 # 4. Webhooks reach only what was checked.
