@@ -5,6 +5,7 @@ released. `Misbehaving` answers every request with bytes that never end."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Receiver:
     answers: dict[str, list[int]] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 0
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this context
     received: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     _served: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -61,6 +63,8 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

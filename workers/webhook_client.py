@@ -18,11 +18,14 @@ import time
 import certifi
 import urllib3.exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from core.webhooks import Target
 
-# What a failed exchange may raise, from the socket up to urllib3.
-DELIVERY_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
+# What a failed exchange may raise, from the socket up to urllib3 (which reports a
+# certificate for another name with its own CertificateError, a ValueError).
+DELIVERY_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError,
+                   CertificateError)
 
 
 class DeliveryTimeout(TimeoutError):

@@ -1,18 +1,27 @@
 """Webhooks reach only what was checked (issue #13): embedded IPv4 unwrapped, multicast and
-reserved ranges refused, one resolution per delivery (real loopback receivers), and the
-delivery log never shows a URL's query or user info."""
+reserved ranges refused, one resolution per delivery (real loopback receivers), HTTPS to a
+pinned address still checked against the name, and the delivery log never shows a URL's
+query or user info."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import socket
+import ssl
+from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -22,11 +31,12 @@ from core.config import Settings
 from core.errors import InvalidArgument
 from core.states import Event
 from core.store import OperationStore
-from core.webhooks import WebhookPolicy, redacted
+from core.webhooks import Target, WebhookPolicy, redacted
 from tests.conftest import run_job
 from tests.fakes import RecordingDispatcher
 from tests.receiver import Receiver
 from tests.stack import eventually
+from workers import webhook_client
 from workers.webhooks import WebhookSender
 
 LOOPBACK_ALLOWED = WebhookPolicy({}, (ipaddress.ip_network("127.0.0.0/8"),))
@@ -113,3 +123,41 @@ def test_a_delivery_connects_to_the_address_that_was_checked(
     log = client.get(f"/v1/{name}/webhookDeliveries").get_json()["deliveries"]
     assert [(entry["outcome"], entry["url"]) for entry in log] == [
         ("delivered", f"http://hooks.test:{port}/hook?…")]
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` (and its key), trusted by nothing but this test."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """An HTTPS receiver on 127.0.0.1 whose certificate names `hooks.test`; its port."""
+    cert_file, key_file = self_signed(tmp_path, "hooks.test")
+    monkeypatch.setattr(webhook_client.certifi, "where", lambda: str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    with Receiver(tls=context) as receiver:
+        yield int(receiver.url("/").rsplit(":", 1)[1].strip("/"))
+
+
+def test_a_pinned_https_delivery_still_verifies_the_name(tls_receiver: int) -> None:
+    def to(name: str) -> Target:
+        return Target("https", name, tls_receiver, "/hook", ("127.0.0.1",))
+
+    assert webhook_client.post(to("hooks.test"), b"{}", {}, timeout=5) == 200
+    with pytest.raises(webhook_client.DELIVERY_ERRORS, match=r"'other\.test' doesn't match"):
+        webhook_client.post(to("other.test"), b"{}", {}, timeout=5)
