@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from core.errors import field_violations
 from core.names import PROJECT_ID
 
 KEY_PREFIX = "opq_"
+KEY_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}\Z")
 
 
 class Role(StrEnum):
@@ -120,7 +122,7 @@ class _EntrySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    id = fields.String(required=True, validate=validate.Regexp(r"[A-Za-z0-9._@-]{1,64}\Z"))
+    id = fields.String(required=True, validate=validate.Regexp(KEY_ID))
     sha256 = fields.String(required=True, validate=validate.Regexp(r"[0-9a-fA-F]{64}\Z"))
     role = fields.String(required=True, validate=validate.OneOf([role.value for role in Role]))
     projects = fields.List(
@@ -132,7 +134,8 @@ class _EntrySchema(Schema):
 
 def _entry(index: int, entry: Any) -> ApiKey:
     key_id = entry.get("id") if isinstance(entry, dict) else None
-    named = f"API keys entry {index}" + (f" ({key_id!r})" if isinstance(key_id, str) else "")
+    shown = isinstance(key_id, str) and KEY_ID.match(key_id)  # else it may be anything
+    named = f"API keys entry {index}" + (f" ({key_id!r})" if shown else "")
     if not isinstance(entry, dict):
         raise ValueError(f"{named} must be a JSON object")
     try:
