@@ -7,11 +7,23 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import auth, docs, errors, health, jobs, limits, metrics, openapi, operations, ui, watch
+from app import (
+    auth,
+    docs,
+    errors,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    operations,
+    request_limits,
+    ui,
+    watch,
+)
+from app.api_keys import KeyRing
 from app.changes import ChangeListener
-from app.keys import KeyRing
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
+from app.rate_limiter import RateLimiter
 from app.services import Services, services
 from core import logs
 from core.config import Settings
@@ -34,7 +46,7 @@ class ApiRequest(Request):
         except RecursionError:  # nested past what the parser can take: far past our limit
             raise InvalidArgument("the request body nests too deeply",
                                   reason="JSON_TOO_DEEP") from None
-        limits.check_depth(data, services().settings)
+        request_limits.check_depth(data, services().settings)
         return data
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:

@@ -11,9 +11,9 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint
 from marshmallow import Schema
 
+from app.api_keys import Role
 from app.auth import requires
-from app.keys import Role
-from app.limits import check_run_request
+from app.request_limits import check_run_request
 from app.schemas import BatchRunJobsRequestSchema, RunJobRequestSchema, load_body
 from app.services import Services, services
 from core.errors import BAD_REQUEST, InvalidArgument, OperationError, Unavailable

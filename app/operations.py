@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint
 
+from app.api_keys import Role
 from app.auth import requires
-from app.keys import Role
 from app.schemas import (
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,

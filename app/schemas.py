@@ -70,7 +70,7 @@ class RunJobRequestSchema(Schema):
                              "starting with a letter")),
         values=fields.String(validate=FullMatch(
             LABEL_VALUE, error="label values are 0-63 lowercase letters, digits, _ or -")),
-        load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/limits.py
+        load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/request_limits.py
     timeout = fields.String(load_default=None, validate=DURATION)
     notify = fields.Nested(NotifySchema, load_default=None)
 

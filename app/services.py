@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from app.api_keys import KeyRing
 from app.changes import ChangeListener
-from app.keys import KeyRing
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
+from app.rate_limiter import RateLimiter
 from core.config import Settings
 from core.jobs import JobRegistry
 from core.outbox import Outbox

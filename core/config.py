@@ -32,7 +32,7 @@ class Settings:
     lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
-    job_modules: tuple[str, ...] = ("workers.jobs.demo",)
+    job_modules: tuple[str, ...] = ("core.demo_jobs",)
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -40,7 +40,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
-    api_keys_file: str = ""  # JSON keys file; see app/keys.py
+    api_keys_file: str = ""  # JSON keys file; see app/api_keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
     rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none

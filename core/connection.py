@@ -7,7 +7,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from core.config import Settings
-from core.keys import Keys
+from core.keyspace import Keys
 from core.store import OperationStore
 
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import redis
 
-from core.keys import Keys
+from core.keyspace import Keys
 
 CLAIM_LEASE_MS = 60_000  # longer than a delivery attempt can take
 LOG_LENGTH = 50  # attempts kept per operation

@@ -19,7 +19,7 @@ import redis
 
 from core import record
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
 from core.names import now_micros, operation_name
 from core.operation import Operation

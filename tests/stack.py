@@ -87,7 +87,7 @@ class Stack:
             "PORT": str(self.port),
             "PYTHONPATH": str(ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
+            "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs",
             **self.extra_env,
         }
 

@@ -19,7 +19,7 @@ from core.config import Settings
 from core.connection import operation_store
 from core.jobs import JobRegistry, JobSpec
 from core.jobs import registry as default_registry
-from core.keys import Keys
+from core.keyspace import Keys
 from core.record import encode_json
 from core.store import OperationStore
 from workers.context import OperationContext

@@ -28,7 +28,7 @@ from core import record
 from core.errors import Aborted
 from core.names import now_micros, operation_name
 from core.states import LEASED, Event, State
-from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
+from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)

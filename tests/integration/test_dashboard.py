@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from tests.stack import ROOT, Api, Stack, open_gate, running_stack
 
 if TYPE_CHECKING:

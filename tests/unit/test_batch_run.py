@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.keys import Role
+from app.api_keys import Role
 from app.schemas import MAX_BATCH
 from core.config import Settings
 from core.errors import ResourceExhausted

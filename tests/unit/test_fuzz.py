@@ -39,7 +39,7 @@ from schemathesis.checks import (
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.schemas import BaseSchema
 
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from core import record
 from core.config import Settings
 from core.errors import FailedPrecondition

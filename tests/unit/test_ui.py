@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, docs, openapi, ui
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from core.config import Settings
 from core.jobs import registry
 from tests.fakes import RecordingDispatcher
