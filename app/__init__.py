@@ -27,11 +27,11 @@ from app.rate_limiter import RateLimiter
 from app.services import Services, services
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.errors import InvalidArgument
 from core.jobs import JobRegistry
 from core.jobs import registry as default_registry
 from core.outbox import Outbox
+from core.store import operation_store
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
 

@@ -18,9 +18,10 @@ from app.schemas import BatchRunJobsRequestSchema, RunJobRequestSchema, load_bod
 from app.services import Services, services
 from core.errors import BAD_REQUEST, InvalidArgument, OperationError, Unavailable
 from core.jobs import JobSpec
-from core.names import check_project, new_operation_id, parse_duration
+from core.names import check_project, new_operation_id
 from core.operation import Operation
 from core.store import NewOperation
+from core.timestamps import parse_duration
 from core.wire import dump_operation
 from workers.dispatch import Submission
 

@@ -19,15 +19,10 @@ from app.services import services
 from core import record
 from core.errors import operation_not_found
 from core.filtering import compile_filter
-from core.names import (
-    check_operation_id,
-    check_project,
-    now_micros,
-    operation_name,
-    parse_duration,
-)
+from core.names import check_operation_id, check_project, operation_name
 from core.operation import Operation
 from core.states import Event, State
+from core.timestamps import now_micros, parse_duration
 from core.wire import dump_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")

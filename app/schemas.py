@@ -15,8 +15,8 @@ from flask import request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core.errors import InvalidArgument, field_violations
-from core.names import DURATION as DURATION_PATTERN
 from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID
+from core.timestamps import DURATION as DURATION_PATTERN
 from core.webhooks import EVENTS
 
 MAX_BATCH = 1000  # run requests in one :batchRun call

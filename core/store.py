@@ -18,12 +18,15 @@ from typing import Any, cast
 import redis
 
 from core import record
+from core.config import Settings
+from core.connection import redis_client
 from core.errors import ResourceExhausted
 from core.keyspace import Keys
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.operation import Operation
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
+from core.timestamps import now_micros
 
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
@@ -356,3 +359,14 @@ class OperationStore:
         value = cast(str | None, self.redis.hget(self.keys.operation(project, operation_id),
                                                  record.STATE))
         return State(value) if value else None
+
+
+def operation_store(settings: Settings, client: redis.Redis | None = None) -> OperationStore:
+    """The operation store of this deployment, on `client` or on a client of its Redis URL."""
+    return OperationStore(
+        client if client is not None else redis_client(settings.redis_url),
+        Keys(settings.key_prefix),
+        settings.retention_seconds,
+        settings.max_queued_per_project,
+        settings.event_stream_max_length,
+    )

@@ -25,9 +25,9 @@ import redis
 import requests
 
 from core.config import Settings, redis_configured
-from core.connection import operation_store, redis_client
+from core.connection import redis_client
 from core.embedded_redis import EmbeddedRedis, free_port
-from core.store import OperationStore
+from core.store import OperationStore, operation_store
 from workers.celery_app import OpqueueCelery
 
 ROOT = Path(__file__).resolve().parent.parent

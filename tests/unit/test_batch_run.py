@@ -205,7 +205,7 @@ def test_the_store_creates_in_one_step_with_one_stream_entry_each(
 
 def test_the_store_refuses_a_batch_past_the_limit_and_writes_nothing(
         redis: fakeredis.FakeRedis, settings: Settings) -> None:
-    from core.connection import operation_store
+    from core.store import operation_store
 
     store = operation_store(replace(settings, max_queued_per_project=3), redis)
     store.create_many("demo", "demo.sleep", [NewOperation(str(uuid.uuid4()))] * 1)

@@ -43,9 +43,9 @@ from app.api_keys import Role, new_key
 from core import record
 from core.config import Settings
 from core.errors import FailedPrecondition
-from core.names import now_micros
 from core.states import Event, State
 from core.store import OperationStore
+from core.timestamps import now_micros
 
 CHECKS = [
     not_a_server_error,
