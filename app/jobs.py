@@ -13,6 +13,7 @@ from marshmallow import Schema
 
 from app.api_keys import Role
 from app.auth import requires
+from app.openapi import documented
 from app.request_limits import check_run_request
 from app.schemas import BatchRunJobsRequestSchema, RunJobRequestSchema, load_body
 from app.services import Services, services
@@ -51,12 +52,14 @@ def describe(spec: JobSpec) -> dict[str, Any]:
 
 
 @bp.get("/v1/jobs")
+@documented("ListJobsResponse")
 def list_jobs() -> dict[str, Any]:
     """Every registered job type."""
     return {"jobs": [describe(spec) for spec in services().registry]}
 
 
 @bp.get("/v1/jobs/<job>")
+@documented("Job")
 def get_job(job: str) -> dict[str, Any]:
     """One job type, or NOT_FOUND."""
     return describe(services().registry.get(job))
@@ -64,6 +67,7 @@ def get_job(job: str) -> dict[str, Any]:
 
 @bp.post("/v1/projects/<project>/jobs/<job>:run")
 @requires(Role.SUBMITTER)
+@documented("Operation", body="RunJobRequest")
 def run_job(project: str, job: str) -> dict[str, Any]:
     """Validate the input, store a PENDING operation and queue its job; nothing on error."""
     check_project(project)
@@ -79,6 +83,7 @@ def run_job(project: str, job: str) -> dict[str, Any]:
 
 @bp.post("/v1/projects/<project>/jobs/<job>:batchRun")
 @requires(Role.SUBMITTER)
+@documented("BatchRunJobsResponse", body="BatchRunJobsRequest")
 def batch_run_jobs(project: str, job: str) -> dict[str, Any]:
     """Run many jobs of one type: all validated first, then stored and queued in one go."""
     check_project(project)

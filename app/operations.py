@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from app.api_keys import Role
 from app.auth import requires
+from app.openapi import documented
 from app.schemas import (
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
@@ -38,6 +39,7 @@ def _require(project: str, operation_id: str) -> Operation:
 
 
 @bp.get("")
+@documented("ListOperationsResponse", query=ListOperationsArgsSchema)
 def list_operations(project: str) -> dict[str, Any]:
     """ListOperations: newest first, paged by opaque tokens."""
     check_project(project)
@@ -60,6 +62,7 @@ def list_operations(project: str) -> dict[str, Any]:
 
 
 @bp.get("/<operation_id>")
+@documented("Operation")
 def get_operation(project: str, operation_id: str) -> dict[str, Any]:
     """GetOperation."""
     return dump_operation(_require(project, operation_id))
@@ -67,6 +70,7 @@ def get_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 @bp.delete("/<operation_id>")
 @requires(Role.SUBMITTER)
+@documented("Empty")
 def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
     """DeleteOperation: forget the record; a running job is not cancelled."""
     check_project(project)
@@ -78,6 +82,7 @@ def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 @bp.post("/<operation_id>:cancel")
 @requires(Role.SUBMITTER)
+@documented("Empty", body="CancelOperationRequest")
 def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
     """CancelOperation: a queued job ends CANCELLED now, a running one is asked to stop."""
     check_project(project)
@@ -94,6 +99,7 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.get("/<operation_id>/webhookDeliveries")
+@documented("WebhookDeliveries")
 def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
     """Every webhook delivery attempt of the operation and its outcome, oldest first."""
     _require(project, operation_id)
@@ -101,6 +107,7 @@ def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.post("/<operation_id>:wait")
+@documented("Operation", body="WaitOperationRequest")
 def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
     """WaitOperation: the operation once done, or as it is when the timeout passes."""
     body = load_body(WaitOperationRequestSchema())
