@@ -1,4 +1,4 @@
-"""The HTTP API: `create_app` wires settings, store, job registry and dispatcher."""
+"""The HTTP API: `create_app` wires settings, store, job registry, dispatcher and submitter."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from core.outbox import Outbox
 from core.store import operation_store
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.submission import Submitter
 
 
 class ApiRequest(Request):
@@ -66,16 +67,19 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = operation_store(settings, redis)
+    dispatcher = dispatcher or Dispatcher.from_settings(settings)
+    webhooks = WebhookPolicy.from_settings(settings)
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
         registry=registry or default_registry.load_modules(settings.job_modules),
-        dispatcher=dispatcher or Dispatcher.from_settings(settings),
+        dispatcher=dispatcher,
+        submitter=Submitter(settings, store, dispatcher, webhooks),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
         keyring=KeyRing.from_settings(settings),
         rate_limiter=RateLimiter(store.redis, store.keys),
-        webhooks=WebhookPolicy.from_settings(settings),
+        webhooks=webhooks,
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)

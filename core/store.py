@@ -55,23 +55,25 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class TaskMessage:
-    """A job's task message as the Redis broker keeps it: the queue's key and the payload."""
+class Push:
+    """A message, opaque here, to push onto a Redis list in the same atomic step that
+    creates its operation: a job's task message onto its queue when the broker is this
+    Redis (see workers/submission.py)."""
 
-    queue_key: str
+    key: str
     payload: str
 
 
 @dataclass(frozen=True)
 class NewOperation:
-    """An operation to create: its id, labels, the client's requestId, webhook wishes and,
-    when the broker is this Redis, the task message to queue with it."""
+    """An operation to create: its id, labels, the client's requestId, webhook wishes and
+    the message, if any, to push with it."""
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""
     notify: tuple[str, tuple[str, ...]] | None = None  # (url, events)
-    message: TaskMessage | None = None
+    message: Push | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class OperationStore:
 
         Each is as `create` would make it: an operation whose `request_id` is already known
         (or given earlier in `new`) comes back instead of a new one, with False. Each new one
-        with a `message` has it queued in the same step: stored and queued, or neither. Raises
+        with a `message` has it pushed in the same step: stored and pushed, or neither. Raises
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
@@ -134,7 +136,7 @@ class OperationStore:
             hash_key = self.keys.operation(project, item.id)
             keys += [hash_key, self.keys.request(project, item.request_id)
                      if item.request_id else hash_key,
-                     item.message.queue_key if item.message else hash_key]
+                     item.message.key if item.message else hash_key]
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
             args += [item.id, operation_name(project, item.id),
                      "1" if item.request_id else "0",

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 from core.config import Settings
 from core.jobs import JobSpec
-from core.store import TaskMessage
 from workers.celery_app import OpqueueCelery
+from workers.transport import TaskMessage
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from time import monotonic, time
@@ -39,12 +40,18 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from core.store import TaskMessage
-
 log = logging.getLogger(__name__)
 
 # A queue's landing list: messages taken off the queue and not yet recorded as unacknowledged.
 LANDING_SUFFIX = ":landing"
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A job's task message as the Redis broker keeps it: the queue's key and the payload."""
+
+    queue_key: str
+    payload: str
 
 
 def _script(name: str) -> str:
