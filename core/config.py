@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 24 * 60 * 60
@@ -62,6 +63,16 @@ class Settings:
     def effective_broker_url(self) -> str:
         """The Celery broker URL: the explicit one, or the Redis store's."""
         return self.broker_url or self.redis_url
+
+    @property
+    def redis_broker(self) -> bool:
+        """True when the Celery broker is a Redis (`redis://` or `rediss://`)."""
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss")
+
+    @property
+    def broker_shares_store(self) -> bool:
+        """True when the Celery broker is the store's own Redis."""
+        return self.redis_broker and self.effective_broker_url == self.redis_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging
@@ -109,7 +108,7 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
-    if urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss"):
+    if settings.redis_broker:
         app.conf.broker_transport = "workers.transport:WorkerTransport"
     return app
 
