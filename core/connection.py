@@ -1,9 +1,12 @@
-"""Redis clients, with reconnect-and-retry on connection blips."""
+"""Redis clients, with reconnect-and-retry on connection blips, and the Lua scripts they run."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 
@@ -19,3 +22,7 @@ def redis_client(url: str) -> redis.Redis:
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
+
+def register_lua(client: redis.Redis, package: str, name: str) -> Script:
+    """Script `name` of package `package`'s `lua/` directory, registered on `client`."""
+    return client.register_script(resources.files(package).joinpath("lua", name).read_text())

@@ -12,14 +12,13 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from core import record
 from core.config import Settings
-from core.connection import redis_client
+from core.connection import redis_client, register_lua
 from core.errors import ResourceExhausted
 from core.keyspace import Keys
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
@@ -33,10 +32,6 @@ SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 _LEASED_FLAGS = {state.value: True for state in LEASED}
 _ACTIVE_FLAGS = {state.value: True for state in ACTIVE}
-
-
-def _script(name: str) -> str:
-    return resources.files("core").joinpath("lua", name).read_text()
 
 
 @dataclass(frozen=True)
@@ -94,10 +89,10 @@ class OperationStore:
         self.retention_seconds = retention_seconds
         self.max_queued_per_project = max_queued_per_project
         self.event_stream_max_length = event_stream_max_length
-        self._create = client.register_script(_script("create.lua"))
-        self._transition = client.register_script(_script("transition.lua"))
-        self._renew = client.register_script(_script("renew.lua"))
-        self._delete = client.register_script(_script("delete.lua"))
+        self._create = register_lua(client, "core", "create.lua")
+        self._transition = register_lua(client, "core", "transition.lua")
+        self._renew = register_lua(client, "core", "renew.lua")
+        self._delete = register_lua(client, "core", "delete.lua")
 
     def create(
         self,

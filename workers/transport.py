@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
 from time import monotonic, time
 from typing import Any
 
@@ -39,6 +38,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+
+from core.connection import register_lua
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ class TaskMessage:
 
     queue_key: str
     payload: str
-
-
-def _script(name: str) -> str:
-    return resources.files("workers").joinpath("lua", name).read_text()
 
 
 class _QoS(kombu_redis.QoS):
@@ -193,11 +190,11 @@ class Channel(kombu_redis.Channel):
 
     @cached_property
     def _accept_script(self) -> Any:
-        return self._scripts_client.register_script(_script("accept.lua"))
+        return register_lua(self._scripts_client, "workers", "accept.lua")
 
     @cached_property
     def _return_script(self) -> Any:
-        return self._scripts_client.register_script(_script("return_landed.lua"))
+        return register_lua(self._scripts_client, "workers", "return_landed.lua")
 
 
 class WorkerTransport(kombu_redis.Transport):
