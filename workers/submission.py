@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -96,15 +96,17 @@ class Submitter:
                 if not batch:
                     raise
                 raise _at_index(index, exc) from None
-        store_and_queue: Callable[[str, JobSpec, list[_Run]], list[Submitted]] = (
-            self._store_and_queue if self.dispatcher.shares_store else self._store_then_publish)
-        results = store_and_queue(project, spec, runs)
+        if self.dispatcher.shares_store:
+            results = self._store_and_queue(project, spec, runs)
+        else:
+            results = self._store_then_publish(project, spec, runs)
         created = [result.operation.name for result in results if result.created]
-        if batch and created:
+        if not batch:
+            for name in created:
+                log.info("queued %s", name, extra={"operation": name, "job": spec.name})
+        elif created:
             log.info("queued %d operations in project %s", len(created), project,
                      extra={"job": spec.name})
-        for name in [] if batch else created:
-            log.info("queued %s", name, extra={"operation": name, "job": spec.name})
         return results
 
     def _check(self, project: str, spec: JobSpec, request: RunRequest) -> _Run:
