@@ -53,7 +53,7 @@ class Transition:
 class Push:
     """A message, opaque here, to push onto a Redis list in the same atomic step that
     creates its operation: a job's task message onto its queue when the broker is this
-    Redis (see workers/submission.py)."""
+    Redis."""
 
     key: str
     payload: str
