@@ -1,4 +1,4 @@
-"""The HTTP API: `create_app` wires settings, store, job registry and dispatcher."""
+"""The HTTP API: `create_app` wires settings, store, job registry, dispatcher and submitter."""
 
 from __future__ import annotations
 
@@ -7,23 +7,36 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import auth, docs, errors, health, jobs, limits, metrics, openapi, operations, ui, watch
+from app import (
+    auth,
+    docs,
+    errors,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    operations,
+    request_limits,
+    ui,
+    watch,
+)
 from app.access import Authorizer
+from app.api_keys import KeyRing
 from app.changes import ChangeListener
-from app.keys import KeyRing
 from app.long_requests import LongRequests
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
+from app.rate_limiter import RateLimiter
 from app.services import Services, services
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.errors import InvalidArgument
 from core.jobs import JobRegistry
 from core.jobs import registry as default_registry
 from core.outbox import Outbox
+from core.store import operation_store
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.submission import Submitter
 
 
 class ApiRequest(Request):
@@ -36,7 +49,7 @@ class ApiRequest(Request):
         except RecursionError:  # nested past what the parser can take: far past our limit
             raise InvalidArgument("the request body nests too deeply",
                                   reason="JSON_TOO_DEEP") from None
-        limits.check_depth(data, services().settings)
+        request_limits.check_depth(data, services().settings)
         return data
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
@@ -59,21 +72,24 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     authorizer = Authorizer(KeyRing.from_settings(settings), settings,
                             RateLimiter(store.redis, store.keys))
     authorizer.announce()
+    dispatcher = dispatcher or Dispatcher.from_settings(settings)
+    webhooks = WebhookPolicy.from_settings(settings)
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
         registry=registry or default_registry.load_modules(settings.job_modules),
-        dispatcher=dispatcher or Dispatcher.from_settings(settings),
+        dispatcher=dispatcher,
+        submitter=Submitter(settings, store, dispatcher, webhooks),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
         authorizer=authorizer,
         long_requests=LongRequests(store.redis, store.keys, settings),
-        webhooks=WebhookPolicy.from_settings(settings),
+        webhooks=webhooks,
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)
     app.before_request(auth.guard)
-    app.before_request(limits.require_json_body)
+    app.before_request(request_limits.require_json_body)
     errors.register_error_handlers(app)
     for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp, metrics.bp,
                       ui.bp, docs.bp):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from app.keys import ApiKey, KeyRing, Role
-from app.ratelimit import RateLimiter
+from app.api_keys import ApiKey, KeyRing, Role
+from app.rate_limiter import RateLimiter
 from core.addresses import is_loopback_host
 from core.config import Settings, env_name
 from core.errors import PermissionDenied, Unauthenticated

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from app.keys import ApiKey, Role
+from app.api_keys import ApiKey, Role
 from app.services import services
 
 View = TypeVar("View", bound=Callable[..., Any])

@@ -24,7 +24,7 @@ import redis
 
 from core.config import Settings, env_name
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from core.outbox import Outbox
 from core.store import OperationStore
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.submission import Submitter
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Services:
     store: OperationStore
     registry: JobRegistry
     dispatcher: Dispatcher
+    submitter: Submitter
     page_tokens: PageTokens
     changes: ChangeListener
     authorizer: Authorizer

@@ -15,20 +15,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from core.errors import OperationError
 from core.names import operation_name
 from core.outbox import Delivery, Outbox
-from core.webhooks import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    SIGNATURE_HEADER,
-    WebhookPolicy,
-    sign,
-)
+from core.timestamps import format_timestamp, now_micros
+from core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookPolicy, sign
 from core.wire import dump_operation
 from workers import webhook_client
 
@@ -83,8 +77,7 @@ class WebhookSender:
             self._outbox.done(member)  # deleted or expired meanwhile: nothing to send
             return
         url = operation.notify_url
-        outcome: dict[str, Any] = {"time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                                   "url": url}
+        outcome: dict[str, Any] = {"time": format_timestamp(now_micros()), "url": url}
         try:
             # Again, and the delivery goes to what this check approved: the name may point
             # elsewhere by now.

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from core.embedded_redis import free_port
 from tests.receiver import Misbehaving
 from tests.stack import ROOT, Api, Stack, eventually, procfile_command, running_stack

@@ -14,11 +14,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.keys import KeyRing, Role, new_key
+from app.api_keys import KeyRing, Role, new_key
 from app.long_requests import LongRequests
 from core.config import Settings
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 from tests.fakes import RecordingDispatcher
 
 LIST = "/v1/projects/demo/operations"
@@ -40,7 +40,7 @@ def error_of(answer: Any) -> tuple[int, str]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The wall clock the limits read, set by the test."""
     now = [1_000_000.9]
-    monkeypatch.setattr("app.ratelimit.time.time", lambda: now[0])
+    monkeypatch.setattr("app.rate_limiter.time.time", lambda: now[0])
     monkeypatch.setattr("app.long_requests.time.time", lambda: now[0])
     return now
 

@@ -12,7 +12,7 @@ import uuid
 import redis
 
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 
 WINDOW_MS = 1000
 
