@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,9 +58,17 @@ def test_make_run_will_not_serve_anonymously_on_a_public_address(tmp_path: Path)
            if key not in {"REDIS_URL", "OPQUEUE_API_KEYS", "OPQUEUE_API_KEYS_FILE"}}
     env.update(OPQUEUE_HOST="0.0.0.0", PORT=str(free_port()),
                OPQUEUE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
-    refused = subprocess.run([sys.executable, "scripts/run.py"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 2
-    assert "refusing to serve 0.0.0.0 without API keys" in refused.stderr
-    assert "OPQUEUE_API_KEYS_FILE" in refused.stderr
+    # Its own session: should it start serving after all, everything it started is stopped.
+    launcher = subprocess.Popen([sys.executable, "scripts/run.py"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.communicate()
+    assert launcher.returncode == 2
+    assert "refusing to serve 0.0.0.0 without API keys" in stderr
+    assert "OPQUEUE_API_KEYS_FILE" in stderr
     assert not (tmp_path / "data").exists()  # nothing was started
