@@ -65,6 +65,7 @@ class LongRequests:
         self._per_key = settings.max_long_requests_per_key
         self._total = settings.max_long_requests
         self._lease_ms = int(settings.long_request_lease_seconds * 1000)
+        self._capped = self._per_key > 0 or self._total > 0
         self._acquire = client.register_script(_ACQUIRE)
         self._held: set[Slot] = set()
         self._lock = threading.Lock()
@@ -83,6 +84,8 @@ class LongRequests:
         """Take a slot for `key_id`; RESOURCE_EXHAUSTED if a cap is reached. Pair with
         `release` (or use `hold`)."""
         slot = Slot(key_id, uuid.uuid4().hex)
+        if not self._capped:  # nothing to count: no Redis call at all
+            return slot
         now = _now_ms()
         full = int(self._acquire(keys=self._sets(key_id), args=[
             now, now + self._lease_ms, self._lease_ms, self._per_key, self._total,
@@ -102,6 +105,8 @@ class LongRequests:
 
     def release(self, slot: Slot) -> None:
         """Give a slot back (at once; a lost release frees itself when its lease ends)."""
+        if not self._capped:
+            return
         with self._lock:
             self._held.discard(slot)
         with self._client.pipeline(transaction=False) as pipe:

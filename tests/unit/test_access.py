@@ -248,3 +248,9 @@ def test_held_slots_are_renewed(redis: fakeredis.FakeRedis, clock: list[float]) 
         clock[0] += 20  # past the first lease, within the renewed one
         with pytest.raises(ResourceExhausted):
             other.acquire("a")
+
+
+def test_without_caps_long_requests_cost_no_redis_call(redis: fakeredis.FakeRedis) -> None:
+    slots = long_requests(redis, max_long_requests_per_key=0, max_long_requests=0)
+    with slots.hold("a"), slots.hold("a"):
+        assert redis.keys("*") == []
