@@ -32,6 +32,7 @@ from functools import cached_property
 from importlib import resources
 from time import monotonic, time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -199,6 +200,16 @@ class WorkerTransport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """`Channel` on the primary the sentinels name, found again after a failover."""
+
+
+class SentinelWorkerTransport(kombu_redis.SentinelTransport):
+    """`WorkerTransport` through Redis Sentinel (`sentinel://` broker URLs)."""
+
+    Channel = SentinelChannel
+
+
 class PublishingChannel(kombu_redis.Channel):
     """kombu's Redis channel with one client for its publishes, able to keep the messages
     it would publish instead (`capturing`)."""
@@ -236,3 +247,24 @@ class PublishingTransport(kombu_redis.Transport):
     """The Redis transport with `PublishingChannel`: what the API publishes through."""
 
     Channel = PublishingChannel
+
+
+class SentinelPublishingChannel(PublishingChannel, kombu_redis.SentinelChannel):
+    """`PublishingChannel` on the primary the sentinels name."""
+
+
+class SentinelPublishingTransport(kombu_redis.SentinelTransport):
+    """`PublishingTransport` through Redis Sentinel (`sentinel://` broker URLs)."""
+
+    Channel = SentinelPublishingChannel
+
+
+def transport_for(broker_url: str, role: str) -> str | None:
+    """The import path of our transport for `role` ("Worker" or "Publishing") on this
+    broker; None for brokers that are not Redis (kombu's own transport serves them)."""
+    scheme = urlsplit(broker_url).scheme
+    if scheme in ("redis", "rediss"):
+        return f"workers.transport:{role}Transport"
+    if scheme == "sentinel":
+        return f"workers.transport:Sentinel{role}Transport"
+    return None

@@ -29,6 +29,7 @@ def recover(store: OperationStore, held: list[InFlight], monkeypatch: pytest.Mon
     monkeypatch.setattr(supervisor, "stranded", lambda app, older_than: held)
     app = SimpleNamespace(store=store, settings=Settings(lease_seconds=LEASE))
     step = supervisor.Supervisor(SimpleNamespace())
+    step._store = store
     step._recover_stranded_messages(SimpleNamespace(app=app))
 
 
