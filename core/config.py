@@ -40,7 +40,7 @@ class Settings:
     lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
-    job_modules: tuple[str, ...] = ("workers.jobs.demo",)
+    job_modules: tuple[str, ...] = ("core.demo_jobs",)
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -48,7 +48,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
-    api_keys_file: str = ""  # JSON keys file; see app/keys.py
+    api_keys_file: str = ""  # JSON keys file; see app/api_keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
     rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none
@@ -78,11 +78,6 @@ class Settings:
             raise ValueError("OPQUEUE_STORE_MIN_REPLICAS must be 0 or more")
 
     @property
-    def broker_shares_store(self) -> bool:
-        """True when the Celery broker is the store's own Redis (no broker URL of its own)."""
-        return not self.broker_url or self.broker_url == self.redis_url
-
-    @property
     def effective_broker_url(self) -> str:
         """The Celery broker URL: the explicit one, or the Redis store's (through the
         sentinels in sentinel mode, as kombu's `sentinel://` URLs)."""
@@ -95,6 +90,17 @@ class Settings:
             return ";".join(f"sentinel://{userinfo}{address}{parts.path}"
                             for address in self.sentinels)
         return self.redis_url
+
+    @property
+    def redis_broker(self) -> bool:
+        """True when the Celery broker is a Redis (`redis://`, `rediss://`, or the primary
+        behind sentinels, `sentinel://`)."""
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss", "sentinel")
+
+    @property
+    def broker_shares_store(self) -> bool:
+        """True when the Celery broker is the store's own Redis."""
+        return self.redis_broker and self.broker_url in ("", self.redis_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

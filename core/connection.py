@@ -1,18 +1,22 @@
-"""Redis clients built from settings, with reconnect-and-retry on connection blips."""
+"""Redis clients, with reconnect-and-retry on connection blips, and the Lua scripts they run.
+
+A store client reaches one Redis (`REDIS_URL`), or in sentinel mode the primary the
+sentinels name, found again after a failover.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from core.config import Settings
-from core.keys import Keys
-from core.store import OperationStore
 
 _CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
@@ -38,10 +42,8 @@ def redis_client(url: str, patience: float = 0.0) -> redis.Redis:
 
 
 def store_client(settings: Settings, *, patient: bool = False) -> redis.Redis:
-    """A client of the store's primary: the Redis at `REDIS_URL`, or in sentinel mode the
-    primary the sentinels name now, found again after a failover. A `patient` client
-    (workers) waits out an outage of `store_outage_seconds`; the API's answers UNAVAILABLE
-    at once instead."""
+    """A client of the store's primary. A `patient` client (workers) waits out an outage of
+    `store_outage_seconds`; the API's answers UNAVAILABLE at once instead."""
     patience = settings.store_outage_seconds if patient else 0.0
     if settings.redis_mode != "sentinel":
         return redis_client(settings.redis_url, patience)
@@ -52,8 +54,7 @@ def store_client(settings: Settings, *, patient: bool = False) -> redis.Redis:
                          sentinel_kwargs={"socket_connect_timeout": 2.0})
     primary: redis.Redis = sentinels.master_for(
         settings.sentinel_master, redis_class=redis.Redis, retry=_retry(patience),
-        **_CLIENT_OPTIONS,
-        **params)
+        **_CLIENT_OPTIONS, **params)
     return primary
 
 
@@ -65,18 +66,6 @@ def sentinel_address(entry: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def operation_store(settings: Settings, client: redis.Redis | None = None, *,
-                    patient: bool = False) -> OperationStore:
-    """The operation store of this deployment; `patient` for workers (see `store_client`):
-    they wait out an outage, and a write that its replicas did not confirm in time is
-    logged rather than refused, since the leases recover what a failover loses."""
-    return OperationStore(
-        client if client is not None else store_client(settings, patient=patient),
-        Keys(settings.key_prefix),
-        settings.retention_seconds,
-        settings.max_queued_per_project,
-        settings.event_stream_max_length,
-        min_replicas=settings.store_min_replicas,
-        replication_timeout=settings.store_replication_timeout_seconds,
-        refuse_unreplicated=not patient,
-    )
+def register_lua(client: redis.Redis, package: str, name: str) -> Script:
+    """Script `name` of package `package`'s `lua/` directory, registered on `client`."""
+    return client.register_script(resources.files(package).joinpath("lua", name).read_text())

@@ -15,12 +15,11 @@ from celery.signals import setup_logging
 
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.jobs import JobRegistry, JobSpec
 from core.jobs import registry as default_registry
-from core.keys import Keys
+from core.keyspace import Keys
 from core.record import encode_json
-from core.store import OperationStore
+from core.store import OperationStore, operation_store
 from workers.context import OperationContext
 from workers.supervisor import Supervisor
 from workers.transport import transport_for
@@ -113,7 +112,7 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
-    transport = transport_for(settings.effective_broker_url, "Worker")
+    transport = transport_for(settings, "Worker")
     if transport:
         app.conf.broker_transport = transport
     return app

@@ -18,9 +18,8 @@ from typing import Any, cast
 
 from core.config import Settings
 from core.jobs import JobSpec
-from core.store import TaskMessage
 from workers.celery_app import OpqueueCelery
-from workers.transport import transport_for
+from workers.transport import TaskMessage, transport_for
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -52,10 +51,10 @@ class Dispatcher:
     def from_settings(cls, settings: Settings) -> Dispatcher:
         """A dispatcher with its own producer-only Celery app."""
         celery = OpqueueCelery(settings)
-        transport = transport_for(settings.effective_broker_url, "Publishing")
+        transport = transport_for(settings, "Publishing")
         if transport:
             celery.conf.broker_transport = transport
-        return cls(celery, shares_store=bool(transport) and settings.broker_shares_store)
+        return cls(celery, shares_store=settings.broker_shares_store)
 
     def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:
         """The task messages of these jobs, in order, as the Redis broker would queue them;

@@ -28,12 +28,12 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from core import record
-from core.connection import operation_store
 from core.errors import Aborted
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.states import LEASED, Event, State
-from core.store import UNREACHABLE, OperationStore
-from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
+from core.store import UNREACHABLE, OperationStore, operation_store
+from core.timestamps import now_micros
+from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)

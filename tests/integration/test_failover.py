@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from core.errors import RETRY_INFO
-from core.keys import Keys
+from core.keyspace import Keys
 from core.states import TERMINAL
 from tests.stack import Api, Stack, eventually, running_stack
 
