@@ -67,6 +67,11 @@ class Settings:
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
 
     def __post_init__(self) -> None:
+        if self.redis_mode == "cluster":
+            raise ValueError("OPQUEUE_REDIS_MODE=cluster is not supported yet: Celery's Redis "
+                             "transport cannot run on Redis Cluster and the store's "
+                             "deployment-wide keys are not yet laid out per shard; use "
+                             "sentinel for failover")
         if self.redis_mode not in REDIS_MODES:
             raise ValueError(f"OPQUEUE_REDIS_MODE={self.redis_mode!r} is not one of "
                              f"{', '.join(REDIS_MODES)}")

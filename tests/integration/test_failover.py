@@ -8,15 +8,19 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from core.errors import RETRY_INFO
+from core.config import Settings
+from core.errors import RETRY_INFO, Unavailable
 from core.keyspace import Keys
-from core.states import TERMINAL
-from tests.stack import Api, Stack, eventually, running_stack
+from core.names import new_operation_id
+from core.states import TERMINAL, Event, State
+from core.store import operation_store
+from tests.stack import Api, Stack, eventually, redis_url, running_stack
 
 SUBMITTERS = 4
 
@@ -97,3 +101,29 @@ def test_every_acknowledged_operation_survives_a_primary_kill_and_ends_once(
     # requestId to get the same operation): what matters is that none acknowledged is lost.
     assert set(submitters.acknowledged) <= set(endings)
     assert set(endings.values()) == {1}
+
+
+def test_a_write_no_replica_confirms_is_refused_by_the_api_and_logged_by_workers(
+        tmp_path: Path) -> None:
+    with redis_url(tmp_path) as url:  # a Redis with no replica at all
+        settings = Settings(redis_url=url, key_prefix=f"opqueue-test-{uuid.uuid4().hex[:10]}",
+                            store_min_replicas=1, store_replication_timeout_seconds=0.05)
+        api_store, worker_store = operation_store(settings), operation_store(settings,
+                                                                             patient=True)
+        operation_id = new_operation_id()
+        try:
+            with pytest.raises(Unavailable) as refused:
+                api_store.create("demo", operation_id, "demo.sleep")
+            assert refused.value.reason == "STORE_REPLICAS_BEHIND"
+            assert RETRY_INFO in [detail["@type"] for detail in refused.value.extra_details]
+            # Refused, yet stored on the primary: a retry with its requestId finds it.
+            stored = api_store.redis.exists(api_store.keys.operation("demo", operation_id))
+            assert stored == 1
+            # A worker goes on with its transition: the lease recovers one a failover loses.
+            assert worker_store.apply("demo", operation_id, Event.START,
+                                      take_lease=10).after is State.RUNNING
+        finally:
+            for key in api_store.redis.scan_iter(match=f"{settings.key_prefix}:*"):
+                api_store.redis.delete(key)
+            api_store.redis.close()
+            worker_store.redis.close()

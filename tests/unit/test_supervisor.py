@@ -6,6 +6,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import redis
 
 from core import names, record
 from core.config import Settings
@@ -82,3 +83,25 @@ def test_a_retry_waiting_for_its_countdown_stays_until_a_lease_past_it(
     long_due = InFlight("c", pending(store, 1), "demo", eta=now - 2 * LEASE)
     recover(store, [waiting, just_due, long_due], monkeypatch)
     assert restored == [long_due]
+
+
+def test_other_nodes_jobs_are_recovered_only_once_the_store_answered_for_a_lease(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a store outage every lease looks expired; live nodes first get a lease to renew.
+    clock = [100.0]
+    monkeypatch.setattr(supervisor, "monotonic", lambda: clock[0])
+    worker = SimpleNamespace(app=SimpleNamespace(settings=Settings(lease_seconds=LEASE)))
+    step = supervisor.Supervisor(SimpleNamespace())
+    assert not step._store_answered_for_a_lease(worker)  # just started: wait a lease
+    clock[0] += LEASE
+    assert step._store_answered_for_a_lease(worker)
+
+    def unreachable() -> None:
+        raise redis.ConnectionError("the primary is gone")
+
+    step._store = SimpleNamespace(reap_expired=unreachable)  # type: ignore[assignment]
+    step.tick(worker)  # a tick that cannot reach the store starts the count again
+    clock[0] += 1
+    assert not step._store_answered_for_a_lease(worker)
+    clock[0] += LEASE
+    assert step._store_answered_for_a_lease(worker)
