@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -96,10 +97,13 @@ def test_other_nodes_jobs_are_recovered_only_once_the_store_answered_for_a_lease
     clock[0] += LEASE
     assert step._store_answered_for_a_lease(worker)
 
-    def unreachable() -> None:
-        raise redis.ConnectionError("the primary is gone")
+    class Unreachable:
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            def call(*args: object) -> None:
+                raise redis.ConnectionError("the primary is gone")
+            return call
 
-    step._store = SimpleNamespace(reap_expired=unreachable)  # type: ignore[assignment]
+    step._store = Unreachable()  # type: ignore[assignment]
     step.tick(worker)  # a tick that cannot reach the store starts the count again
     clock[0] += 1
     assert not step._store_answered_for_a_lease(worker)
