@@ -5,11 +5,12 @@ from typing import Any
 
 import yaml
 
+from core.config import Settings
 from tests.stack import ROOT, procfile_command
 
 
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
     return loaded
 
 
@@ -55,3 +56,21 @@ def test_compose_publishes_the_anonymous_api_on_loopback_only() -> None:
     web = compose()["services"]["web"]
     assert web["environment"]["OPQUEUE_INSECURE_ALLOW_ANONYMOUS"] == "true"
     assert web["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:
+    base, overlay = compose()["services"], compose("docker-compose.sentinel.yml")["services"]
+    for name in ("web", "worker"):
+        settings = Settings.from_env(overlay[name]["environment"])
+        assert settings.redis_mode == "sentinel"
+        assert settings.broker_shares_store  # the Celery broker follows the primary too
+        for address in settings.sentinels:
+            host, _, port = address.partition(":")
+            sentinel = " ".join(yaml_command(overlay[host]["command"]))
+            assert f"port {port}" in sentinel
+            assert "--sentinel" in sentinel
+            assert f"sentinel monitor {settings.sentinel_master} redis 6379 2" in sentinel
+    assert "redis" in base  # the base file's Redis is the first primary
+    for replica in ("replica1", "replica2"):
+        command = overlay[replica]["command"]
+        assert command[command.index("--replicaof") + 1:][:2] == ["redis", "6379"]
