@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
-        registry=registry or default_registry.load_modules(settings.job_modules),
+        registry=registry or default_registry.load_modules(settings.job_modules, settings.job_path),
         dispatcher=dispatcher or Dispatcher.from_settings(settings),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
