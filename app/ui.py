@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, render_template, send_from_directory
+from flask import Blueprint, Response, redirect, render_template, send_from_directory, url_for
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth import public
 
@@ -36,6 +37,13 @@ CONTENT_SECURITY_POLICY = "; ".join([
 def dashboard() -> Response:
     """The dashboard: a project's operations, live."""
     return page(render_template("ui/index.html"), CONTENT_SECURITY_POLICY)
+
+
+@bp.get("/")
+@public
+def home() -> BaseResponse:
+    """The service's root sends a browser to the dashboard."""
+    return redirect(url_for("ui.dashboard"))
 
 
 @bp.get("/ui/assets/<path:filename>")
