@@ -152,7 +152,11 @@ def test_json_output_parses(api: Api) -> None:
     assert waited.exit_code == Exit.OK
     final = json.loads(waited.stdout)  # one JSON document, nothing else on stdout
     assert (final["done"], final["metadata"]["state"]) == (True, "SUCCEEDED")
-    assert json.loads(invoke(api, "get", submitted["name"]).stdout) == final
+    assert json.loads(invoke(api, "get", submitted["name"], "--json").stdout) == final
+    shown = invoke(api, "get", submitted["name"]).stdout.splitlines()
+    assert shown[0].startswith(submitted["name"].rpartition("/")[2])
+    assert shown[0].split()[1:4] == ["demo.sleep", "SUCCEEDED", "100%"]
+    assert json.loads(shown[1]) == {"slept": 0, "steps": 10}
 
 
 def test_list_with_a_filter(api: Api) -> None:
