@@ -46,6 +46,21 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30.0, what: str =
         time.sleep(0.02)
 
 
+def interruptible(script: Path, *args: str) -> list[str]:
+    """The command running Python `script` with SIGINT raising KeyboardInterrupt, as in a
+    terminal.
+
+    A suite started in the background (`make test &`, CI runners) has SIGINT ignored, and
+    children inherit that: Python then installs no KeyboardInterrupt handler at all.
+    """
+    return [sys.executable, "-c", _INTERRUPTIBLE, str(script), *args]
+
+
+_INTERRUPTIBLE = ("import runpy, signal, sys; "
+                  "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
 def procfile_command(kind: str) -> list[str]:
     """The command the Procfile runs for process type `kind`, as an argument list."""
     for line in (ROOT / "Procfile").read_text().splitlines():

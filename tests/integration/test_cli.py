@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from opqueue.cli import Exit, main
 from opqueue.client import Cancelled, Client, NotFound
-from tests.stack import Api, Stack, open_gate
+from tests.stack import Api, Stack, interruptible, open_gate
 
 SCRIPT = Path(sys.executable).parent / "opqueue"
 TIMEOUT = 60
@@ -48,9 +48,9 @@ class Lines:
     """A running `opqueue` whose stderr is read line by line as it comes."""
 
     def __init__(self, api: Api, *args: str) -> None:
-        self.process = subprocess.Popen([str(SCRIPT), *args], env=environment(api), text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(interruptible(SCRIPT, *args), env=environment(api),
+                                        text=True, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True).start()
