@@ -3,24 +3,20 @@ own job module, stopped with Ctrl-C (SIGINT to its process group, as a terminal 
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 
 from core.embedded_redis import free_port
-from tests.stack import ROOT, eventually
+from tests.launcher import LAUNCHER, launched, launcher_env
+from tests.stack import eventually
 
-LAUNCHER = ROOT / "scripts" / "run.py"
+JOBS = {"OPQUEUE_JOB_MODULES": "workers.jobs.demo,greetings.jobs"}
 USER_JOB = '''\
 from opqueue.jobs import JobContext, Schema, errors, fields, job, validate
 
@@ -49,61 +45,6 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def launcher_env(project: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if key not in {"REDIS_URL", "PYTHONPATH"}}
-    env.update({"PORT": str(port), "OPQUEUE_DATA_DIR": str(project / "var"),
-                "OPQUEUE_EMBEDDED_REDIS_PORT": str(free_port()),
-                "OPQUEUE_JOB_MODULES": "workers.jobs.demo,greetings.jobs", **extra})
-    return env
-
-
-@contextmanager
-def launched(project: Path, port: int, log: Path, **extra: str) -> Iterator[str]:
-    """Run the launcher from `project` until the block ends, then press Ctrl-C.
-
-    On every path, whatever it started is gone afterwards; a clean stop (exit code 0, nothing
-    left running) is asserted when the block itself succeeded.
-    """
-    with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, str(LAUNCHER)], cwd=project,
-                                   env=launcher_env(project, port, **extra), stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    family: list[psutil.Process] = []
-    try:
-        def ready() -> bool:
-            family[:] = _family(process.pid)
-            if process.poll() is not None:
-                raise AssertionError(f"the launcher exited early:\n{log.read_text()}")
-            return "opqueue is ready at" in log.read_text()
-
-        eventually(ready, timeout=90, what="make run to print its banner")
-        yield f"http://127.0.0.1:{port}"
-        family[:] = _family(process.pid)
-        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        assert process.wait(timeout=30) == 0
-        _, alive = psutil.wait_procs(family, timeout=10)
-        assert not alive, f"left running after Ctrl-C: {alive}"
-    finally:  # after a failure or a timeout too
-        if process.poll() is None:
-            family.append(psutil.Process(process.pid))
-        for member in family:
-            _kill(member)
-        process.wait()
-
-
-def _family(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _kill(process: psutil.Process) -> None:
-    with suppress(psutil.NoSuchProcess):
-        process.kill()
-
-
 def run_job(base: str, job: str, job_input: dict[str, Any]) -> dict[str, Any]:
     answer = requests.post(f"{base}/v1/projects/demo/jobs/{job}:run",
                            json={"input": job_input}, timeout=10)
@@ -128,7 +69,8 @@ def test_a_job_module_in_the_project_directory_runs_and_ctrl_c_stops_cleanly(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        with launched(project, port, log, OPQUEUE_EMBEDDED_REDIS_PORT=str(taken)) as base:
+        with launched(project, port, log, OPQUEUE_EMBEDDED_REDIS_PORT=str(taken),
+                      **JOBS) as base:
             operation = run_job(base, "greetings.greet", {"name": "Ada", "times": 2})
             done = finished(base, operation["name"])
             failed = finished(base, run_job(base, "greetings.greet", {"name": "nobody"})["name"])
@@ -152,7 +94,7 @@ def test_a_running_job_survives_five_clean_restarts_without_spending_redeliverie
         project: Path) -> None:
     port = free_port()
     # One redelivery allowed: five stops that each counted would abort the job.
-    limits = {"OPQUEUE_MAX_REDELIVERIES": "1"}
+    limits = {"OPQUEUE_MAX_REDELIVERIES": "1", **JOBS}
     with launched(project, port, project / "run-0.log", **limits) as base:
         name = run_job(base, "demo.sleep", {"seconds": 10, "steps": 20})["name"]
         running_in(base, name)
@@ -196,7 +138,7 @@ def test_a_taken_port_is_one_line_saying_how_to_choose_another(project: Path) ->
         squatter.listen()
         port = squatter.getsockname()[1]
         result = subprocess.run([sys.executable, str(LAUNCHER)], cwd=project,
-                                env=launcher_env(project, port), capture_output=True,
+                                env=launcher_env(project, port, **JOBS), capture_output=True,
                                 text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
