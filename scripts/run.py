@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
+    """Check, start, serve until stopped, stop in order; the exit code."""
     env = dict(os.environ)
     env[env_name("job_path")] = env.get(env_name("job_path")) or os.getcwd()
     settings = Settings.from_env(env)
@@ -88,6 +89,7 @@ def _serve(env: dict[str, str], settings: Settings) -> int:
 
 
 def _refuse(message: str) -> int:
+    """Say in one line why nothing was started; exit code 1."""
     print(f"opqueue: {message}", file=sys.stderr, flush=True)
     return 1
 
@@ -104,6 +106,7 @@ def _taken(host: str, port: int) -> bool:
 
 
 def _await_ready(base: str, honcho: subprocess.Popen[bytes]) -> bool:
+    """Wait until the API answers /readyz (False if honcho ended or a minute passed)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and honcho.poll() is None:
         try:
@@ -115,6 +118,7 @@ def _await_ready(base: str, honcho: subprocess.Popen[bytes]) -> bool:
 
 
 def _banner(base: str, redis_url: str) -> None:
+    """Where everything is, and a first job to submit."""
     print(f"""
 opqueue is ready at {base}
   dashboard:     {base}/ui
