@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -156,12 +156,20 @@ class Stack:
         """Stop one process (and wait for it)."""
         process = self.processes.pop(name)
         if process.poll() is None:
+            children: list[psutil.Process] = []
+            with suppress(psutil.NoSuchProcess):  # it may have exited just now
+                children = psutil.Process(process.pid).children(recursive=True)
             process.send_signal(sig)
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            # A killed node's pool dies with it; a stopped one's may take a moment.
+            _, alive = psutil.wait_procs(children, timeout=0 if sig == signal.SIGKILL else 5)
+            for child in alive:
+                with suppress(psutil.NoSuchProcess):
+                    child.kill()
 
     def close(self) -> None:
         """Stop every process and delete every key under the prefix."""
