@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install \
-		--progress-bar on -e '.[dev]'
+		--progress-bar on -e '.[server,dev]'
 	@touch $(STAMP)
 
 run: install

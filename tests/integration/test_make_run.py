@@ -16,7 +16,7 @@ from core.embedded_redis import free_port
 from tests.launcher import LAUNCHER, launched, launcher_env
 from tests.stack import eventually
 
-JOBS = {"OPQUEUE_JOB_MODULES": "workers.jobs.demo,greetings.jobs"}
+JOBS = {"OPQUEUE_JOB_MODULES": "core.demo_jobs,greetings.jobs"}
 USER_JOB = '''\
 from opqueue.jobs import JobContext, Schema, errors, fields, job, validate
 

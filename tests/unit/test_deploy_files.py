@@ -44,3 +44,9 @@ def test_the_image_installs_every_package_it_runs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("core", "workers", "app", "opqueue"):
         assert f"COPY {package} {package}" in dockerfile
+    assert 'pip install --no-cache-dir ".[server]"' in dockerfile  # the service, not the client
+
+
+def test_make_installs_the_service_and_the_tools() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "python -m pip install \\\n\t\t--progress-bar on -e '.[server,dev]'" in makefile
