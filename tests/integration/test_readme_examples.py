@@ -230,5 +230,5 @@ def test_the_readme_leaves_out_only_what_it_says_why() -> None:
     skipped = [block for block in found if block.not_run]
     assert all(len(block.not_run) > 10 for block in skipped)
     runnable = [block for block in found if block.language in {"sh", "console", "python"}]
-    assert len(skipped) <= 4, [str(block) for block in skipped]
+    assert len(skipped) <= 6, [str(block) for block in skipped]
     assert len(runnable) > 15
