@@ -45,15 +45,11 @@ browser:
 			>/dev/null 2>&1 || echo "could not install chromium: the dashboard test will be skipped"; \
 	fi
 
-# Regenerate opqueue/v1/*_pb2.py(i) (messages only, no gRPC stubs) with the pinned grpcio-tools.
-# googleapis-common-protos ships google/longrunning/operations.proto as operations_proto.proto,
-# so that one file is mapped back to its real import path.
+# Regenerate opqueue/v1/*_pb2.py(i) and the gRPC stubs (*_pb2_grpc.py) with the pinned
+# grpcio-tools; operation_metadata.proto has no service, so its empty stub module goes.
 protos: install
-	common=$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') && \
-	wkt=$$($(BIN)/python -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))') && \
-	$(BIN)/python -m grpc_tools.protoc -Iprotos \
-		-Igoogle/longrunning/operations.proto=$$common/google/longrunning/operations_proto.proto \
-		-I$$common -I$$wkt --python_out=. --pyi_out=. protos/opqueue/v1/operation_metadata.proto
+	$(BIN)/python scripts/protoc.py --python_out=. --pyi_out=. --grpc_python_out=.
+	rm opqueue/v1/operation_metadata_pb2_grpc.py
 
 # wrk (Debian's package) is the HTTP load generator; without it (not root, no apt) the
 # benchmarks fall back to a slower Python one and say so in the table.

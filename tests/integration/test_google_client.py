@@ -23,7 +23,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2
 
-from opqueue.v1 import operation_metadata_pb2
+from opqueue.v1 import jobs_pb2
 from opqueue.v1.operation_metadata_pb2 import OperationMetadata
 from tests.stack import Api, Stack, eventually, open_gate
 
@@ -287,9 +287,9 @@ def test_names_the_binding_cannot_express_fail_in_the_client(
 
 def test_requests_of_a_generated_rest_client_are_accepted(api: Api) -> None:
     """A GAPIC client generated from protos/opqueue/v1 adds `$alt=json;enum-encoding=int`."""
-    jobs = operation_metadata_pb2.DESCRIPTOR.services_by_name["Jobs"]
+    jobs = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
     rule = jobs.methods_by_name["RunJob"].GetOptions().Extensions[annotations_pb2.http]
-    run = operation_metadata_pb2.RunJobRequest(parent=f"projects/{api.project}", job="demo.sleep")
+    run = jobs_pb2.RunJobRequest(parent=f"projects/{api.project}", job="demo.sleep")
     run.input.update({"seconds": 0})
     sent, body, query = rest_helpers.transcode_request(
         [{"method": "post", "uri": rule.post, "body": rule.body}], run, rest_numeric_enums=True)
