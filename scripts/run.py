@@ -44,7 +44,7 @@ def main() -> int:
         try:
             base = f"http://127.0.0.1:{settings.port}"
             if _await_ready(base, honcho):
-                _banner(base)
+                _banner(base, settings.grpc_port)
             return honcho.wait()
         except KeyboardInterrupt:
             honcho.send_signal(signal.SIGINT)
@@ -62,9 +62,9 @@ def _await_ready(base: str, honcho: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _banner(base: str) -> None:
+def _banner(base: str, grpc_port: int) -> None:
     print(f"""
-opqueue is ready at {base}
+opqueue is ready at {base} (gRPC on port {grpc_port})
   submit a job:  curl -s -X POST {base}/v1/projects/demo/jobs/demo.sleep:run \\
                    -H 'Content-Type: application/json' \\
                    -d '{{"input": {{"seconds": 3, "steps": 6}}}}'

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 import psutil
 import redis
 import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.config import Settings, redis_configured
 from core.connection import operation_store, redis_client
@@ -74,6 +76,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"opqueue-test-{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -85,6 +88,7 @@ class Stack:
             "OPQUEUE_KEY_PREFIX": self.prefix,
             "OPQUEUE_QUEUE": self.prefix,
             "PORT": str(self.port),
+            "GRPC_PORT": str(self.grpc_port),
             "PYTHONPATH": str(ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
@@ -116,6 +120,26 @@ class Stack:
                 return False
 
         eventually(ready, what="the API to be ready")
+
+    @property
+    def grpc_target(self) -> str:
+        """`127.0.0.1:GRPC_PORT`, for `grpc.insecure_channel`."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start_grpc(self) -> None:
+        """Start the Procfile's `grpc` command and wait until its health check says SERVING."""
+        self._spawn("grpc", procfile_command("grpc"))
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            def serving() -> bool:
+                try:
+                    answer = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                except grpc.RpcError:  # not listening yet
+                    return False
+                return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+            eventually(serving, what="the gRPC server to be serving")
 
     def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> None:
         """Start the Procfile's `worker` command as node `name@%h`; wait for it to answer."""
@@ -209,14 +233,17 @@ def _in_state(operation: dict[str, Any], states: tuple[str, ...]) -> dict[str, A
 
 
 @contextmanager
-def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
-                  **extra_env: str) -> Iterator[Stack]:
-    """A whole deployment (web plus `workers`), torn down and cleaned afterwards."""
+def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"), *,
+                  with_grpc: bool = False, **extra_env: str) -> Iterator[Stack]:
+    """A whole deployment (web, the gRPC server if asked, and `workers`), torn down and
+    cleaned afterwards."""
     with ExitStack() as cleanup:
         url = cleanup.enter_context(redis_url(workdir))
         stack = Stack(url, workdir, dict(extra_env))
         cleanup.callback(stack.close)
         stack.start_web()
+        if with_grpc:
+            stack.start_grpc()
         for name in workers:
             stack.start_worker(name)
         yield stack

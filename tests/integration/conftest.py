@@ -27,7 +27,8 @@ WEBHOOK_SECRETS = json.dumps({"*": WEBHOOK_SECRET})
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A short grace period and wait cap keep the tests of both quick.
     # Webhooks may reach the tests' own receivers on loopback.
-    with running_stack(tmp_path_factory.mktemp("stack"), OPQUEUE_CANCEL_GRACE_SECONDS="2",
+    with running_stack(tmp_path_factory.mktemp("stack"), with_grpc=True,
+                       OPQUEUE_CANCEL_GRACE_SECONDS="2",
                        OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
                        OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
                        OPQUEUE_LOG_FORMAT="json") as deployment:
