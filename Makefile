@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit integration bench clean protos browser
+.PHONY: install run test lint typecheck unit integration bench clean protos browser node
 
 install: $(STAMP)
 
@@ -28,10 +28,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not integration"
 
-integration: install browser
+integration: install browser node
 	$(BIN)/pytest -m integration
 
-test: lint typecheck browser
+test: lint typecheck browser node
 	$(BIN)/pytest
 
 # The dashboard test drives Debian's Chromium through Playwright (which never downloads a
@@ -43,6 +43,16 @@ browser:
 		echo "installing chromium for the dashboard test"; \
 		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ) \
 			>/dev/null 2>&1 || echo "could not install chromium: the dashboard test will be skipped"; \
+	fi
+
+# The Node client test (tests/integration/test_node_client.py) runs google-gax, which it
+# installs with `npm ci` from tests/node/package-lock.json. Node and npm come from Debian
+# where we can (root with apt-get); elsewhere, or if that fails, only that test is skipped.
+node:
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing node and npm for the Node client test"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm ) \
+			>/dev/null 2>&1 || echo "could not install node and npm: the Node client test will be skipped"; \
 	fi
 
 # Regenerate opqueue/v1/*_pb2.py(i) and the gRPC stubs (*_pb2_grpc.py) with the pinned
@@ -61,4 +71,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node/node_modules
