@@ -28,7 +28,7 @@ from opqueue.v1.operation_metadata_pb2 import OperationMetadata
 from tests.stack import Api, Stack, eventually, open_gate
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "## Use it from Google's client libraries"
+SECTION = "### REST from Python"
 OPERATIONS = "google.longrunning.Operations."
 # opqueue's routes written out, for clients whose defaults differ (see the README).
 OPQUEUE_BINDINGS = {
@@ -315,7 +315,7 @@ def test_the_documented_code_runs(stack: Stack, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("OPQUEUE_URL", stack.base_url)
     monkeypatch.setenv("OPQUEUE_PROJECT", f"p-{uuid.uuid4().hex[:12]}")
-    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    section = README.read_text().split(SECTION, 1)[1].split("\n### gRPC from Python", 1)[0]
     code = "\n".join(re.findall(r"^```python\n(.*?)^```", section, re.S | re.M))
     assert code
     exec(compile(code, str(README), "exec"), {"__name__": "google_client_doc"})

@@ -3,6 +3,8 @@ unchanged, against the Procfile's `grpc` process of a live deployment."""
 
 from __future__ import annotations
 
+import ast
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +18,7 @@ from google.rpc import code_pb2, error_details_pb2
 
 from opqueue.v1 import jobs_pb2, jobs_pb2_grpc
 from opqueue.v1.operation_metadata_pb2 import OperationMetadata
-from tests.stack import Api, Stack
+from tests.stack import ROOT, Api, Stack
 
 DEFAULT_PAGE_SIZE = 50  # what a ListOperations call without page_size gets
 
@@ -131,3 +133,21 @@ def test_bad_requests_are_invalid_argument_naming_the_field(
     [bad_request] = [d for d in wrapped.details
                      if isinstance(d, error_details_pb2.BadRequest)]
     assert [v.field for v in bad_request.field_violations] == ["input.seconds"]
+
+
+def test_the_documented_code_runs(stack: Stack, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OPQUEUE_GRPC", stack.grpc_target)
+    monkeypatch.setenv("OPQUEUE_PROJECT", f"p-{uuid.uuid4().hex[:12]}")
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### gRPC from Python", 1)[1].split("\n### ", 1)[0]
+    [code] = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    namespace = {"__name__": "grpc_client_doc"}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        namespace["channel"].close()
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert ast.literal_eval(printed.pop("result")) == {"slept": 0.5, "steps": 5}
+    assert printed == {"state": "SUCCEEDED", "failed": "NotFound no such thing",
+                       "listed": "True", "cancelled": "True", "deleted": "OPERATION_NOT_FOUND"}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -88,3 +90,19 @@ def test_google_gax_client(node: str, stack: Stack, transport: str) -> None:
     assert succeeded["name"] in listed
 
     assert report["deleted"] == {"code": 5, "reason": "OPERATION_NOT_FOUND", "domain": "opqueue"}
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_the_documented_code_runs(node: str, stack: Stack, transport: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Node (google-gax)", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"^```js\n(.*?)^```", section, re.S | re.M)
+    endpoint = stack.grpc_target if transport == "grpc" else f"127.0.0.1:{stack.port}"
+    env = {**os.environ, "OPQUEUE_TRANSPORT": transport, "OPQUEUE_ENDPOINT": endpoint,
+           "OPQUEUE_PROJECT": f"p-{uuid.uuid4().hex[:12]}"}
+    done = subprocess.run([node, "-e", code], cwd=NODE_DIR, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert json.loads(printed.pop("result")) == {"slept": 0.5, "steps": 5}
+    assert printed == {"state": "SUCCEEDED", "listed": "true"}
