@@ -38,6 +38,7 @@ class Settings:
     web_processes: int = 2
     web_threads: int = 128
     grpc_port: int = 50051  # the gRPC server (`python -m rpc`); it binds `host` too
+    grpc_processes: int = 2  # gRPC server processes sharing grpc_port (SO_REUSEPORT)
     grpc_threads: int = 64  # concurrent gRPC calls per process (a parked WaitOperation holds one)
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -24,6 +27,7 @@ from rpc.transcoder import RpcFailure, Transcoder
 log = logging.getLogger(__name__)
 
 WAIT_OPERATION = OPERATIONS.methods_by_name["WaitOperation"].full_name
+GRACE_SECONDS = 10.0  # calls in flight get this long to finish on shutdown
 # How long before the caller's deadline a WaitOperation answers, so the answer arrives.
 DEADLINE_MARGIN_SECONDS = 0.1
 # grpcio reports a call without a deadline as one this far off, or further.
@@ -50,7 +54,10 @@ def start(settings: Settings, app: Flask | None = None) -> RpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads,
                                    thread_name_prefix="opqueue-grpc"),
-        options=[("grpc.max_receive_message_length", settings.max_request_bytes)])
+        options=[("grpc.max_receive_message_length", settings.max_request_bytes),
+                 # Several processes share the port only when asked to; otherwise a port
+                 # in use is an error at start, not a silently shared listener.
+                 ("grpc.so_reuseport", int(settings.grpc_processes > 1))])
     for service in SERVICES:
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
             service.full_name,
@@ -65,6 +72,18 @@ def start(settings: Settings, app: Flask | None = None) -> RpcServer:
     for name in ("", *names):
         checks.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RpcServer(server, checks, port)
+
+
+def serve(settings: Settings) -> None:
+    """One server process: serve on `OPQUEUE_HOST:GRPC_PORT` until SIGTERM or SIGINT."""
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    server = start(settings)
+    log.info("gRPC listening on %s:%d (pid %d)", settings.host, server.port, os.getpid())
+    stopping.wait()
+    log.info("gRPC stopping (pid %d)", os.getpid())
+    server.stop(GRACE_SECONDS)
 
 
 def _handler(transcoder: Transcoder,

@@ -57,6 +57,17 @@ def procfile_command(kind: str) -> list[str]:
     raise KeyError(f"no {kind!r} process in the Procfile")
 
 
+def grpc_serving(target: str) -> bool:
+    """Whether the gRPC server at `target` answers its health check with SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:  # not listening yet
+            return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 @contextmanager
 def redis_url(workdir: Path) -> Iterator[str]:
     """`REDIS_URL` if configured, else a private embedded Redis for the duration."""
@@ -129,17 +140,7 @@ class Stack:
     def start_grpc(self) -> None:
         """Start the Procfile's `grpc` command and wait until its health check says SERVING."""
         self._spawn("grpc", procfile_command("grpc"))
-        with grpc.insecure_channel(self.grpc_target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-
-            def serving() -> bool:
-                try:
-                    answer = health.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                except grpc.RpcError:  # not listening yet
-                    return False
-                return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-
-            eventually(serving, what="the gRPC server to be serving")
+        eventually(lambda: grpc_serving(self.grpc_target), what="the gRPC server to serve")
 
     def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> None:
         """Start the Procfile's `worker` command as node `name@%h`; wait for it to answer."""
