@@ -91,7 +91,7 @@ def _handler(transcoder: Transcoder,
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)
 
-    def serve(request: Message, context: grpc.ServicerContext) -> Message:
+    def answer(request: Message, context: grpc.ServicerContext) -> Message:
         if method.full_name == WAIT_OPERATION:
             _wait_within_deadline(request, context)
         try:
@@ -105,7 +105,7 @@ def _handler(transcoder: Transcoder,
         raise AssertionError("abort_with_status returned")  # it always raises
 
     return grpc.unary_unary_rpc_method_handler(
-        serve, request_deserializer=request_class.FromString,
+        answer, request_deserializer=request_class.FromString,
         response_serializer=response_class.SerializeToString)
 
 
