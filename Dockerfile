@@ -8,7 +8,7 @@ COPY workers workers
 COPY app app
 COPY rpc rpc
 COPY opqueue opqueue
-RUN pip install --no-cache-dir . && useradd --system --no-create-home opqueue
+RUN pip install --no-cache-dir ".[server]" && useradd --system --no-create-home opqueue
 USER opqueue
 EXPOSE 8000 50051
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"]

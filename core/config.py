@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 24 * 60 * 60
@@ -32,7 +33,7 @@ class Settings:
     lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
-    job_modules: tuple[str, ...] = ("workers.jobs.demo",)
+    job_modules: tuple[str, ...] = ("core.demo_jobs",)
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -43,7 +44,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
-    api_keys_file: str = ""  # JSON keys file; see app/keys.py
+    api_keys_file: str = ""  # JSON keys file; see app/api_keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
     rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none
@@ -65,6 +66,16 @@ class Settings:
     def effective_broker_url(self) -> str:
         """The Celery broker URL: the explicit one, or the Redis store's."""
         return self.broker_url or self.redis_url
+
+    @property
+    def redis_broker(self) -> bool:
+        """True when the Celery broker is a Redis (`redis://` or `rediss://`)."""
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss")
+
+    @property
+    def broker_shares_store(self) -> bool:
+        """True when the Celery broker is the store's own Redis."""
+        return self.redis_broker and self.effective_broker_url == self.redis_url
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -15,15 +15,17 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import unquote, urlencode
 
+# mypy finds the stubs of this namespace package only when imported by its full path.
+import google.rpc.status_pb2 as status_pb2  # noqa: PLR0402
 import grpc
 from flask import Flask
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
-from google.rpc import code_pb2, status_pb2
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import opqueue.v1.operation_metadata_pb2  # noqa: F401 - resolves every Any we answer with
+from core.codes import Code
 from core.errors import Internal, OperationError
 from rpc.routes import HttpRoute
 
@@ -97,7 +99,7 @@ def peer_address(peer: str) -> str:
 
 def _status_of_envelope(error: dict[str, object]) -> status_pb2.Status:
     """The `google.rpc.Status` of a Google error envelope (whose `code` is the HTTP one)."""
-    return _status({"code": code_pb2.Code.Value(str(error["status"])),
+    return _status({"code": int(Code[str(error["status"])]),
                     "message": error["message"], "details": error["details"]})
 
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging
 
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.jobs import JobRegistry, JobSpec
 from core.jobs import registry as default_registry
-from core.keys import Keys
+from core.keyspace import Keys
 from core.record import encode_json
-from core.store import OperationStore
+from core.store import OperationStore, operation_store
 from workers.context import OperationContext
 from workers.supervisor import Supervisor
 
@@ -110,7 +108,7 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
-    if urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss"):
+    if settings.redis_broker:
         app.conf.broker_transport = "workers.transport:WorkerTransport"
     return app
 

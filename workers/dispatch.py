@@ -15,12 +15,11 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from core.config import Settings
 from core.jobs import JobSpec
-from core.store import TaskMessage
 from workers.celery_app import OpqueueCelery
+from workers.transport import TaskMessage
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -52,11 +51,9 @@ class Dispatcher:
     def from_settings(cls, settings: Settings) -> Dispatcher:
         """A dispatcher with its own producer-only Celery app."""
         celery = OpqueueCelery(settings)
-        redis_broker = urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss")
-        if redis_broker:
+        if settings.redis_broker:
             celery.conf.broker_transport = "workers.transport:PublishingTransport"
-        return cls(celery, shares_store=redis_broker
-                   and settings.effective_broker_url == settings.redis_url)
+        return cls(celery, shares_store=settings.broker_shares_store)
 
     def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:
         """The task messages of these jobs, in order, as the Redis broker would queue them;

@@ -26,9 +26,10 @@ from celery.worker import state as worker_state
 
 from core import record
 from core.errors import Aborted
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.states import LEASED, Event, State
-from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
+from core.timestamps import now_micros
+from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)

@@ -132,7 +132,7 @@ def test_messages_for_the_store_are_what_publishing_would_queue(stack: Stack,
     settings = replace(stack.settings, key_prefix=broker.prefix.rstrip(":"), queue="jobs")
     dispatcher = Dispatcher.from_settings(settings)
     assert dispatcher.shares_store
-    spec = registry.load_modules(("workers.jobs.demo",)).get("demo.sleep")
+    spec = registry.load_modules(("core.demo_jobs",)).get("demo.sleep")
     submissions = [Submission("demo", str(uuid.uuid4()), spec, {"seconds": n}, 5.0)
                    for n in (1, 2)]
     dispatcher.enqueue_many(submissions)
