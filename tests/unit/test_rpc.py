@@ -168,11 +168,16 @@ def test_wait_answers_before_the_callers_deadline(
 
 
 @pytest.fixture
-def keyed_channel(settings: Settings, redis: fakeredis.FakeRedis,
-                  dispatcher: RecordingDispatcher) -> Iterator[grpc.Channel]:
-    keyed = create_app(replace(settings, api_keys=KEYS_JSON), redis=redis,
-                       dispatcher=dispatcher,  # type: ignore[arg-type]
-                       registry=registry.load_modules(settings.job_modules))
+def keyed(settings: Settings, redis: fakeredis.FakeRedis,
+          dispatcher: RecordingDispatcher) -> Flask:
+    """The app with API keys configured (tests/unit/test_auth.py's keys)."""
+    return create_app(replace(settings, api_keys=KEYS_JSON), redis=redis,
+                      dispatcher=dispatcher,  # type: ignore[arg-type]
+                      registry=registry.load_modules(settings.job_modules))
+
+
+@pytest.fixture
+def keyed_channel(keyed: Flask, settings: Settings) -> Iterator[grpc.Channel]:
     yield from serve(keyed, settings)
 
 
@@ -193,6 +198,26 @@ def test_keys_travel_in_metadata(keyed_channel: grpc.Channel,
     except grpc.RpcError as exc:
         code = exc.code()
     assert code is expected
+
+
+def test_a_key_in_call_credentials_is_a_bearer_token(keyed: Flask,
+                                                     settings: Settings) -> None:
+    # The README's way: local channel credentials carry call credentials over loopback.
+    server = start(replace(settings, grpc_port=0), keyed)
+    try:
+        for key, expected in ((SECRET["owner"], grpc.StatusCode.OK),
+                              ("opq_not-a-real-key", grpc.StatusCode.UNAUTHENTICATED)):
+            credentials = grpc.composite_channel_credentials(
+                grpc.local_channel_credentials(), grpc.access_token_call_credentials(key))
+            with grpc.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+                try:
+                    run(jobs_pb2_grpc.JobsStub(channel))
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as exc:
+                    code = exc.code()
+            assert code is expected
+    finally:
+        server.stop(0)
 
 
 def test_health_and_reflection(channel: grpc.Channel) -> None:
