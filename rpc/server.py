@@ -54,7 +54,9 @@ def start(settings: Settings, app: Flask | None = None) -> RpcServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads,
                                    thread_name_prefix="opqueue-grpc"),
-        options=[("grpc.max_receive_message_length", settings.max_request_bytes),
+        # Room above the HTTP body limit, so that the transcoded JSON meets that limit (and
+        # its error) first; twice as large a message is refused by gRPC itself.
+        options=[("grpc.max_receive_message_length", 2 * settings.max_request_bytes),
                  # Several processes share the port only when asked to; otherwise a port
                  # in use is an error at start, not a silently shared listener.
                  ("grpc.so_reuseport", int(settings.grpc_processes > 1))])

@@ -58,11 +58,11 @@ def jobs(channel: grpc.Channel) -> jobs_pb2_grpc.JobsStub:
 
 
 def run(jobs: jobs_pb2_grpc.JobsStub, seconds: float = 1,
-        metadata: tuple[tuple[str, str], ...] = (), **fields: object,
+        metadata: tuple[tuple[str, str], ...] = (), pad: str = "", **fields: object,
         ) -> operations_pb2.Operation:
     """RunJob of `demo.sleep` in project demo."""
     request = jobs_pb2.RunJobRequest(parent=PROJECT, job="demo.sleep", **fields)
-    request.input.update({"seconds": seconds})
+    request.input.update({"seconds": seconds, **({"pad": pad} if pad else {})})
     answer: operations_pb2.Operation = jobs.RunJob(request, metadata=metadata)
     return answer
 
@@ -145,6 +145,15 @@ def test_errors_are_statuses_with_details(jobs: jobs_pb2_grpc.JobsStub,
     code, [_, bad_request] = failure(caught.value)
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in bad_request.field_violations] == ["name"]
+
+
+def test_the_http_body_limit_holds(jobs: jobs_pb2_grpc.JobsStub, settings: Settings) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        run(jobs, pad="x" * settings.max_request_bytes)
+    code, [info] = failure(caught.value)
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(info, error_details_pb2.ErrorInfo)
+    assert info.reason == "REQUEST_TOO_LARGE"
 
 
 def test_wait_wakes_on_the_change(app: Flask, jobs: jobs_pb2_grpc.JobsStub,
