@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -19,12 +20,14 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from app import create_app
+from core.codes import Code
 from core.config import Settings
 from core.errors import Internal
 from rpc.routes import OPERATIONS, SERVICES, routes
-from rpc.transcoder import RpcFailure, Transcoder
+from rpc.transcoder import RpcFailure, Transcoder, peer_address
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("rpc.access")
 
 WAIT_OPERATION = OPERATIONS.methods_by_name["WaitOperation"].full_name
 GRACE_SECONDS = 10.0  # calls in flight get this long to finish on shutdown
@@ -94,21 +97,33 @@ def _handler(transcoder: Transcoder,
     response_class = message_factory.GetMessageClass(method.output_type)
 
     def answer(request: Message, context: grpc.ServicerContext) -> Message:
+        started = time.perf_counter()
         if method.full_name == WAIT_OPERATION:
             _wait_within_deadline(request, context)
         try:
-            return transcoder.call(method, request, context)
+            response = transcoder.call(method, request, context)
         except RpcFailure as failure:
             status = failure.status
         except Exception:
             log.exception("unexpected error in %s", method.full_name)
             status = RpcFailure.of(Internal("internal error", reason="INTERNAL_ERROR")).status
+        else:
+            _access_log(context, method, "OK", started)
+            return response
+        _access_log(context, method, Code(status.code).name, started)
         context.abort_with_status(rpc_status.to_status(status))
         raise AssertionError("abort_with_status returned")  # it always raises
 
     return grpc.unary_unary_rpc_method_handler(
         answer, request_deserializer=request_class.FromString,
         response_serializer=response_class.SerializeToString)
+
+
+def _access_log(context: grpc.ServicerContext, method: MethodDescriptor, code: str,
+                started: float) -> None:
+    """One line per call, as gunicorn's access log has one per request (no metadata: keys)."""
+    access.info("%s %s %s %.1fms", peer_address(context.peer()), method.full_name, code,
+                (time.perf_counter() - started) * 1000)
 
 
 def _wait_within_deadline(request: Message, context: grpc.ServicerContext) -> None:
