@@ -62,8 +62,9 @@ async function main() {
       status: {code: cancelled.error.code, details: client.unpack(cancelled.error.details)},
       metadata: client.unpack([cancelled.metadata])[0]};
 
-    for (const seconds of [0, 0]) {
-      await (await run('demo.sleep', {seconds})).promise();
+    // Two more demo.sleep runs: three in all, so that pages of two make two pages.
+    for (let more = 0; more < 2; more++) {
+      await (await run('demo.sleep', {seconds: 0})).promise();
     }
     const filter = 'metadata.job = "demo.sleep"';
     report.pages = [];
