@@ -24,10 +24,19 @@ WEBHOOK_SECRETS = json.dumps({"*": WEBHOOK_SECRET})
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def topology(request: pytest.FixtureRequest) -> str:
+    """How the store is deployed: one Redis, unless a module asks for each of TOPOLOGIES
+    with `pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)`."""
+    return str(getattr(request, "param", "standalone"))
+
+
+@pytest.fixture(scope="session")
+def stack(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The deployment most tests share, on a store of `topology`."""
     # A short grace period and wait cap keep the tests of both quick.
     # Webhooks may reach the tests' own receivers on loopback.
-    with running_stack(tmp_path_factory.mktemp("stack"), with_grpc=True,
+    with running_stack(tmp_path_factory.mktemp(f"stack-{topology}"), topology=topology,
+                       with_grpc=True,
                        OPQUEUE_CANCEL_GRACE_SECONDS="2",
                        OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
                        OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Api, Stack, eventually, open_gate, running_stack
+from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate, running_stack
+
+# Each test runs on one Redis and on a primary with replicas behind sentinels.
+pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
 
 
 def cancel(api: Api, name: str) -> None:
@@ -26,9 +29,9 @@ def assert_cancelled(operation: dict[str, object]) -> None:
 
 
 @pytest.fixture
-def bare_stack(tmp_path: Path) -> Iterator[Stack]:
+def bare_stack(tmp_path: Path, topology: str) -> Iterator[Stack]:
     """A deployment of its own that starts with no worker at all."""
-    with running_stack(tmp_path, workers=()) as deployment:
+    with running_stack(tmp_path, workers=(), topology=topology) as deployment:
         yield deployment
 
 

@@ -18,7 +18,7 @@ import pytest
 from core import record
 from core.connection import redis_client
 from core.states import Event
-from tests.stack import Api, Stack, eventually, open_gate, running_stack
+from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate, running_stack
 from workers.celery_app import OpqueueCelery
 
 FAULT_ENV = {
@@ -29,9 +29,14 @@ FAULT_ENV = {
 }
 
 
+# Lost workers are recovered the same way whatever the store's topology.
+ON_EVERY_TOPOLOGY = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
+
+
 @pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("faults"), workers=(), **FAULT_ENV) as stack:
+def fault_stack(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp(f"faults-{topology}"), workers=(),
+                       topology=topology, **FAULT_ENV) as stack:
         yield stack
 
 
@@ -57,7 +62,7 @@ def api(fault_stack: Stack) -> Api:
 
 
 def runs(stack: Stack, gate: str) -> int:
-    client = redis_client(stack.redis_url)
+    client = stack.redis()
     count = int(client.get(f"{stack.prefix}:runs:{gate}") or 0)
     client.close()
     return count
@@ -69,6 +74,7 @@ def running_pid(api: Api, name: str) -> int:
     return int(operation["metadata"]["details"]["pid"])
 
 
+@ON_EVERY_TOPOLOGY
 def test_a_killed_pool_process_job_is_redelivered_and_completes(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "a", concurrency=2)
@@ -86,6 +92,7 @@ def test_a_killed_pool_process_job_is_redelivered_and_completes(
     assert runs(fault_stack, gate) == 2
 
 
+@ON_EVERY_TOPOLOGY
 def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "doomed")
@@ -101,6 +108,7 @@ def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
     assert api.wait(operation["name"])["metadata"]["state"] == "SUCCEEDED"
 
 
+@ON_EVERY_TOPOLOGY
 def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "b", concurrency=2)
@@ -114,6 +122,7 @@ def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
     assert runs(fault_stack, gate) == 1
 
 
+@ON_EVERY_TOPOLOGY
 def test_a_job_that_keeps_killing_its_worker_is_aborted_after_the_redeliveries(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "c", concurrency=2)
