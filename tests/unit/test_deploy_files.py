@@ -55,7 +55,7 @@ def test_make_installs_the_service_and_the_tools() -> None:
 
 def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:
     base, overlay = compose()["services"], compose("docker-compose.sentinel.yml")["services"]
-    for name in ("web", "worker"):
+    for name in ("web", "grpc", "worker"):
         settings = Settings.from_env(overlay[name]["environment"])
         assert settings.redis_mode == "sentinel"
         assert settings.broker_shares_store  # the Celery broker follows the primary too
