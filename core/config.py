@@ -41,6 +41,7 @@ class Settings:
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
     job_modules: tuple[str, ...] = ("core.demo_jobs",)
+    job_path: str = ""  # where job modules are found besides installed packages; "": cwd
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -68,6 +69,7 @@ class Settings:
     webhook_max_attempts: int = 8  # with exponential backoff from 1 s, capped at 5 minutes
     webhook_threads: int = 4  # concurrent deliveries per worker node
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
+    embedded_redis_port: int = 16379  # `make run`'s embedded Redis, unless it is taken
 
     def __post_init__(self) -> None:
         if self.redis_mode == "cluster":

@@ -66,7 +66,8 @@ def test_two_hundred_concurrent_waiters_hold_no_redis_connection_each(api: Api,
         return eventually(lambda: (op := local.api.wait(name, "60s"))["done"] and op)
 
     redis = stack.redis()
-    # Every process of the session's stack (web, grpc, workers) holds some connections.
+    # Connections the session's processes opened before (their pools keep them) are not
+    # the waiters': count only what the waiters add.
     before = int(redis.info("clients")["connected_clients"])
     with ThreadPoolExecutor(max_workers=len(waiters)) as pool:
         futures = [pool.submit(wait, name) for name in waiters]
