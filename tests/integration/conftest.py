@@ -38,6 +38,7 @@ def stack(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     # anonymous client, and one parks 200 waiters at once: no caps on long requests (the
     # keyed stack of test_security.py checks the default caps).
     with running_stack(tmp_path_factory.mktemp(f"stack-{topology}"), topology=topology,
+                       with_grpc=True,
                        OPQUEUE_CANCEL_GRACE_SECONDS="2",
                        OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
                        OPQUEUE_MAX_LONG_REQUESTS_PER_KEY="0", OPQUEUE_MAX_LONG_REQUESTS="0",
