@@ -20,8 +20,10 @@ from core.errors import InvalidArgument
 from core.jobs import JobRegistry
 from core.jobs import registry as default_registry
 from core.outbox import Outbox
+from core.task_outbox import TaskOutbox
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.relay import Relay
 
 
 class ApiRequest(Request):
@@ -54,11 +56,13 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = operation_store(settings, redis)
+    dispatcher = dispatcher or Dispatcher.from_settings(settings)
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
         registry=registry or default_registry.load_modules(settings.job_modules),
-        dispatcher=dispatcher or Dispatcher.from_settings(settings),
+        dispatcher=dispatcher,
+        relay=Relay(dispatcher, TaskOutbox.of(store, settings)),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
         keyring=KeyRing.from_settings(settings),

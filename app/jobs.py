@@ -21,8 +21,9 @@ from core.jobs import JobSpec
 from core.names import check_project, new_operation_id, parse_duration
 from core.operation import Operation
 from core.store import NewOperation
+from core.task_outbox import Entry, Submission
 from core.wire import dump_operation
-from workers.dispatch import Submission
+from workers.relay import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -130,31 +131,37 @@ def _store_and_queue(svc: Services, project: str, spec: JobSpec,
     """Store the runs' operations and queue the jobs of the new ones (see `create_many`).
 
     With the broker in the store's Redis, both happen in one atomic step. With another
-    broker, the jobs are published after the operations are stored; if that fails, the new
-    operations are removed again and the call answers UNAVAILABLE.
+    broker, each operation is stored with its task message in the task outbox, in one
+    atomic step, and the messages are published at once; if the broker refuses them, the
+    new operations and their entries are removed again and the call answers UNAVAILABLE.
+    An API process killed in between leaves the entries for a worker's relay to publish.
     """
-    submissions = [Submission(project, run.new.id, spec, run.input, run.timeout)
+    submissions = [Submission(project, run.new.id, spec.name, run.input, run.timeout)
                    for run in runs]
     if svc.dispatcher.shares_store:
         messages = svc.dispatcher.messages(submissions)
         return svc.store.create_many(project, spec.name, [
             replace(run.new, message=message)
             for run, message in zip(runs, messages, strict=True)])
-    results = svc.store.create_many(project, spec.name, [run.new for run in runs])
-    _publish(svc, project, [submission for submission, (_, created)
-                            in zip(submissions, results, strict=True) if created])
+    stored = now_ms()
+    staged = [svc.relay.outbox.entry(submission, stored) for submission in submissions]
+    results = svc.store.create_many(project, spec.name, [
+        replace(run.new, message=message) for run, (_, message) in zip(runs, staged, strict=True)])
+    _publish(svc, project, [entry for (entry, _), (_, created)
+                            in zip(staged, results, strict=True) if created])
     return results
 
 
-def _publish(svc: Services, project: str, submissions: list[Submission]) -> None:
+def _publish(svc: Services, project: str, entries: list[Entry]) -> None:
     """Publish the new operations' jobs; if the broker refuses, forget them and say so."""
     try:
-        svc.dispatcher.enqueue_many(submissions)
+        svc.relay.publish(entries)
     except Exception:
-        for submission in submissions:
-            svc.store.delete(project, submission.operation_id)
+        for entry in entries:  # first: a message without its operation is harmless
+            svc.store.delete(project, entry.submission.operation_id)
+        svc.relay.outbox.remove(entries)
         log.exception("could not queue %d operation(s) in project %s; their records were "
-                      "removed", len(submissions), project)
+                      "removed", len(entries), project)
         raise Unavailable("the job could not be queued and nothing was stored; retry",
                           reason="BROKER_UNAVAILABLE") from None
 

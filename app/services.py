@@ -16,6 +16,7 @@ from core.outbox import Outbox
 from core.store import OperationStore
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.relay import Relay
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Services:
     store: OperationStore
     registry: JobRegistry
     dispatcher: Dispatcher
+    relay: Relay  # publishes the task outbox when the broker is not the store's Redis
     page_tokens: PageTokens
     changes: ChangeListener
     keyring: KeyRing

@@ -32,6 +32,7 @@ class Settings:
     lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
+    outbox_relay_after_seconds: float = 2.0  # a task message the API did not publish: relayed
     broker_delivery_limit: int = 20  # RabbitMQ: deliveries of one message before it is dropped
     job_modules: tuple[str, ...] = ("workers.jobs.demo",)
     host: str = "127.0.0.1"

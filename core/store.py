@@ -53,10 +53,13 @@ class Transition:
 
 @dataclass(frozen=True)
 class TaskMessage:
-    """A job's task message as the Redis broker keeps it: the queue's key and the payload."""
+    """A job's task message to store with its operation: as the Redis broker keeps it (the
+    queue's key and the payload), or as an entry of the task outbox (its key, the entry,
+    and when a relay may publish it, epoch ms: core/task_outbox.py)."""
 
     queue_key: str
     payload: str
+    due_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class OperationStore:
 
         Each is as `create` would make it: an operation whose `request_id` is already known
         (or given earlier in `new`) comes back instead of a new one, with False. Each new one
-        with a `message` has it queued in the same step: stored and queued, or neither. Raises
+        with a `message` has it queued, or put in the task outbox, in the same step: stored
+        and queued, or neither. Raises
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
@@ -135,7 +139,9 @@ class OperationStore:
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
             args += [item.id, operation_name(project, item.id),
                      "1" if item.request_id else "0",
-                     item.message.payload if item.message else "", len(fields)]
+                     item.message.payload if item.message else "",
+                     "" if item.message is None or item.message.due_ms is None
+                     else item.message.due_ms, len(fields)]
             for pair in fields.items():
                 args += pair
         reply = cast(list[Any], self._create(keys=keys, args=args))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kombu.pools
 import psutil
 import redis
 import requests
@@ -104,6 +105,7 @@ def drop_broker_connections(broker_url: str) -> None:
     """Close every client connection to the RabbitMQ virtual host of `broker_url`."""
     vhost = broker_url.rsplit("/", 1)[1]
     rabbitmqctl("close_all_connections", "-p", vhost, "a test drops the broker connections")
+    kombu.pools.reset()  # this process's pooled connections (remote control) were dropped too
 
 
 @dataclass
@@ -261,6 +263,29 @@ def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
         for name in workers:
             stack.start_worker(name)
         yield stack
+
+
+# The API's own code, run in a process that is killed after the store step of a submission
+# and before its publish (the dispatcher's publish is where it dies).
+_DIES_PUBLISHING = """
+import os, signal, sys
+from app import create_app
+from workers.dispatch import Dispatcher
+
+Dispatcher.enqueue_many = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+project, job = sys.argv[1:]
+create_app().test_client().post(f"/v1/projects/{project}/jobs/{job}:run",
+                                json={"input": {"seconds": 0}})
+"""
+
+
+def submit_and_die_before_publishing(stack: Stack, project: str, job: str) -> None:
+    """Submit `job` (input `{"seconds": 0}`) through an API process of `stack` that is
+    SIGKILLed between storing the operation and publishing its message."""
+    died = subprocess.run([sys.executable, "-c", _DIES_PUBLISHING, project, job], cwd=ROOT,
+                          env={**stack.env, "OPQUEUE_INSECURE_ALLOW_ANONYMOUS": "1"},
+                          timeout=60, check=False)
+    assert died.returncode == -signal.SIGKILL, died
 
 
 def gate_key(stack: Stack, gate: str) -> str:

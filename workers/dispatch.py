@@ -13,29 +13,16 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from core.config import Settings
-from core.jobs import JobSpec
 from core.store import TaskMessage
+from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One job to queue: its operation's project and id (the task id), job type, validated
-    input and time limit (seconds)."""
-
-    project: str
-    operation_id: str
-    spec: JobSpec
-    input: dict[str, Any]
-    timeout: float
 
 
 class Dispatcher:
@@ -97,7 +84,7 @@ class Dispatcher:
         grace = self.celery.settings.cancel_grace_seconds
         # The headers `celery.app.amqp.AMQP.as_task_v2` writes, for a task with no parent.
         headers: dict[str, Any] = {
-            "lang": "py", "task": submission.spec.name, "id": task_id, "shadow": None,
+            "lang": "py", "task": submission.job, "id": task_id, "shadow": None,
             "eta": None, "expires": None, "group": None, "group_index": None, "retries": 0,
             "timelimit": [submission.timeout + grace, submission.timeout],
             "root_id": task_id, "parent_id": None, "argsrepr": "()",

@@ -9,6 +9,7 @@ Each tick it:
 - puts back messages a node took but died before starting (their operations have no lease
   yet: they are still PENDING, never attempted, long after the message was taken), and
   messages left on a queue's landing list by a node that died while taking them;
+- publishes the task outbox's entries that their API process did not (workers/relay.py);
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
 """
@@ -28,7 +29,9 @@ from core import record
 from core.errors import Aborted
 from core.names import now_micros, operation_name
 from core.states import LEASED, Event, State
+from core.task_outbox import TaskOutbox
 from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
+from workers.relay import Relay
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -43,11 +46,18 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(worker, **kwargs)
         self._timer_entry: Any = None
         self._webhooks: WebhookSender | None = None
+        self._relay: Relay | None = None
         self._landed_since: dict[Landed, float] = {}  # when this node first saw each one
 
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
         self._webhooks = WebhookSender(worker.app)
+        # Here, not at the top: the dispatcher's module imports the Celery app, which
+        # imports this one.
+        from workers.dispatch import Dispatcher
+        dispatcher = Dispatcher.from_settings(worker.app.settings)
+        if not dispatcher.shares_store:  # else every message is queued with its operation
+            self._relay = Relay(dispatcher, TaskOutbox.of(worker.app.store, worker.app.settings))
         self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
@@ -63,6 +73,8 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             self._recover_lost_jobs(worker)
             self._recover_stranded_messages(worker)
             self._recover_landed_messages(worker)
+            if self._relay is not None:
+                self._relay.pump()
             worker.app.store.reap_expired()
             if self._webhooks is not None:
                 self._webhooks.pump()

@@ -26,6 +26,7 @@ from tests.stack import (
     eventually,
     open_gate,
     running_stack,
+    submit_and_die_before_publishing,
 )
 from workers.celery_app import OpqueueCelery
 
@@ -237,6 +238,29 @@ def test_every_job_ends_once_when_the_broker_drops_every_connection(
     assert {op["metadata"]["state"] for op in done} == {"SUCCEEDED"}
     assert [op["metadata"]["attempt"] for op in done] == [1] * len(names)
     assert [runs(fault_stack, gate) for gate in gates] == [1] * len(gates)
+
+
+@pytest.mark.parametrize("fault_stack", ["rabbitmq"], indirect=True)
+def test_a_job_whose_api_process_died_before_publishing_it_still_runs(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    submit_and_die_before_publishing(fault_stack, api.project, "demo.sleep")
+    [operation] = api.http.get(f"{api.base}/v1/projects/{api.project}/operations",
+                               timeout=10).json()["operations"]
+    assert operation["metadata"]["state"] == "PENDING"
+    start(fault_stack, nodes, "relay")  # its supervisor relays what the API left behind
+    done = api.wait(operation["name"])
+    assert done["metadata"]["state"] == "SUCCEEDED"
+    assert done["metadata"]["attempt"] == 1
+    assert task_outbox(fault_stack) == []
+
+
+def task_outbox(stack: Stack) -> list[str]:
+    """The entries of `stack`'s task outbox."""
+    client = redis_client(stack.redis_url)
+    try:
+        return list(client.zrange(stack.store().keys.task_outbox(), 0, -1))
+    finally:
+        client.close()
 
 
 TAKER = """
