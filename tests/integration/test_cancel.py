@@ -50,6 +50,7 @@ def test_a_queued_cancel_needs_no_worker_and_the_job_never_runs(bare_stack: Stac
     assert "attempt" not in after["metadata"]
 
 
+@on_each_broker("bare_stack")
 def test_a_cancelled_job_already_prefetched_by_a_worker_never_runs(bare_stack: Stack) -> None:
     api = Api(bare_stack.base_url, "prefetched")
     bare_stack.start_worker("greedy", 1, "--prefetch-multiplier", "4")

@@ -44,3 +44,16 @@ def test_the_image_installs_every_package_it_runs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("core", "workers", "app", "opqueue"):
         assert f"COPY {package} {package}" in dockerfile
+
+
+def test_the_rabbitmq_compose_file_puts_web_and_workers_on_a_durable_rabbitmq() -> None:
+    overlay: dict[str, Any] = yaml.safe_load(
+        (ROOT / "docker-compose.rabbitmq.yml").read_text())
+    services = overlay["services"]
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in services["rabbitmq"]["volumes"])
+    for name in ("web", "worker"):
+        assert name in compose()["services"]  # what the overlay adds to
+        url = services[name]["environment"]["OPQUEUE_BROKER_URL"]
+        assert url.startswith("amqp://")
+        assert "@rabbitmq:5672/" in url
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
