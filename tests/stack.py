@@ -8,6 +8,7 @@ host of its own (`rabbitmq_vhost`), deleted at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -99,6 +100,18 @@ def rabbitmq_vhost() -> Iterator[str]:
         yield f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/{name}"
     finally:
         rabbitmqctl("delete_vhost", name)
+
+
+def rabbitmq_queue(broker_url: str, name: str) -> dict[str, Any]:
+    """How RabbitMQ describes queue `name` of the virtual host of `broker_url`: its type and
+    arguments (as a dict)."""
+    listed = subprocess.run(["rabbitmqctl", "--quiet", "list_queues", "-p",
+                             broker_url.rsplit("/", 1)[1], "name", "type", "arguments",
+                             "--formatter", "json"], check=True, timeout=60,
+                            capture_output=True, text=True).stdout
+    [queue] = [queue for queue in json.loads(listed) if queue["name"] == name]
+    return {"type": queue["type"],
+            "arguments": {key: value for key, _, value in queue["arguments"]}}
 
 
 def drop_broker_connections(broker_url: str) -> None:

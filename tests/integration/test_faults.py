@@ -25,6 +25,7 @@ from tests.stack import (
     drop_broker_connections,
     eventually,
     open_gate,
+    rabbitmq_queue,
     running_stack,
     submit_and_die_before_publishing,
 )
@@ -238,6 +239,9 @@ def test_every_job_ends_once_when_the_broker_drops_every_connection(
     assert {op["metadata"]["state"] for op in done} == {"SUCCEEDED"}
     assert [op["metadata"]["attempt"] for op in done] == [1] * len(names)
     assert [runs(fault_stack, gate) for gate in gates] == [1] * len(gates)
+    queue = rabbitmq_queue(fault_stack.settings.effective_broker_url, fault_stack.prefix)
+    assert queue["type"] == "quorum"
+    assert queue["arguments"]["x-delivery-limit"] == 20
 
 
 @pytest.mark.parametrize("fault_stack", ["rabbitmq"], indirect=True)
