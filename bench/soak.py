@@ -170,10 +170,9 @@ class Soak:
         """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it,
         or now and then an API process (gunicorn starts another; clients resubmit)."""
         from tests.stack import drop_broker_connections, rabbitmqctl  # see `main`
-        from workers.celery_app import is_amqp
 
         fresh = itertools.count(NODES + 1)
-        rabbitmq = is_amqp(self.stack.settings.effective_broker_url)
+        rabbitmq = self.stack.settings.rabbitmq_broker
         for event in itertools.count(1):
             if self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 24 * 60 * 60
@@ -64,6 +65,16 @@ class Settings:
     def effective_broker_url(self) -> str:
         """The Celery broker URL: the explicit one, or the Redis store's."""
         return self.broker_url or self.redis_url
+
+    @property
+    def redis_broker(self) -> bool:
+        """True when the broker is a Redis (the store's, or one of its own)."""
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss")
+
+    @property
+    def rabbitmq_broker(self) -> bool:
+        """True when the broker is RabbitMQ (an AMQP 0-9-1 URL)."""
+        return urlsplit(self.effective_broker_url).scheme in ("amqp", "amqps", "pyamqp")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

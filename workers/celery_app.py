@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import setup_logging
@@ -26,14 +25,9 @@ from workers.context import OperationContext
 from workers.supervisor import Supervisor
 
 
-def is_amqp(url: str) -> bool:
-    """True when the broker at `url` is RabbitMQ (an AMQP 0-9-1 broker)."""
-    return urlsplit(url).scheme in ("amqp", "amqps", "pyamqp")
-
-
 def broker_config(settings: Settings) -> dict[str, Any]:
     """The broker's part of the Celery settings: per broker, what makes it lose nothing."""
-    if not is_amqp(settings.effective_broker_url):
+    if not settings.rabbitmq_broker:
         return {"broker_transport_options": {
             "global_keyprefix": Keys(settings.key_prefix).broker_prefix(),
             # Our leases find lost jobs long before this; see workers/supervisor.py.
@@ -131,7 +125,7 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
-    if urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss"):
+    if settings.redis_broker:
         app.conf.broker_transport = "workers.transport:WorkerTransport"
     return app
 

@@ -14,7 +14,6 @@ import os
 import socket
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from core.config import Settings
 from core.store import TaskMessage
@@ -39,10 +38,9 @@ class Dispatcher:
     def from_settings(cls, settings: Settings) -> Dispatcher:
         """A dispatcher with its own producer-only Celery app."""
         celery = OpqueueCelery(settings)
-        redis_broker = urlsplit(settings.effective_broker_url).scheme in ("redis", "rediss")
-        if redis_broker:
+        if settings.redis_broker:
             celery.conf.broker_transport = "workers.transport:PublishingTransport"
-        return cls(celery, shares_store=redis_broker
+        return cls(celery, shares_store=settings.redis_broker
                    and settings.effective_broker_url == settings.redis_url)
 
     def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:

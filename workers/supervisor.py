@@ -6,9 +6,10 @@ Each tick it:
   ago (marked CANCELLED, its pool process killed, as `revoke(terminate=True)` does);
 - recovers operations whose worker stopped renewing (a node that died): the job's message
   is put back on the queue, or the operation ends FAILED ABORTED if there is none;
-- puts back messages a node took but died before starting (their operations have no lease
-  yet: they are still PENDING, never attempted, long after the message was taken), and
-  messages left on a queue's landing list by a node that died while taking them;
+- on a Redis broker, puts back messages a node took but died before starting (their
+  operations have no lease yet: they are still PENDING, never attempted, long after the
+  message was taken), and messages left on a queue's landing list by a node that died while
+  taking them (RabbitMQ hands a dead node's messages to another worker by itself);
 - publishes the task outbox's entries that their API process did not (workers/relay.py);
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
@@ -71,8 +72,9 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             self._watch_own_jobs(worker)
             self._recover_lost_jobs(worker)
-            self._recover_stranded_messages(worker)
-            self._recover_landed_messages(worker)
+            if worker.app.settings.redis_broker:  # others keep no taken message in reach
+                self._recover_stranded_messages(worker)
+                self._recover_landed_messages(worker)
             if self._relay is not None:
                 self._relay.pump()
             worker.app.store.reap_expired()
