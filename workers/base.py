@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 
 from core import logs, record
 from core.errors import (
@@ -92,10 +92,16 @@ class OperationTask(Task):  # type: ignore[misc]
     def _defer(self, name: str) -> None:
         """Queue this delivery again for when the lease now held runs out, so that it is
         never dropped: then it runs if the holder was lost, and is skipped if it finished.
-        The copy is published (and confirmed, on RabbitMQ) before this one is acknowledged."""
+        The copy is published (and confirmed, on RabbitMQ) before this one is acknowledged;
+        if it cannot be, this one goes back to the broker instead."""
         delay = max(1, math.ceil(self.app.settings.lease_seconds))
-        self.signature_from_request(self.request, queue=self.app.settings.queue,
-                                    countdown=delay).apply_async()
+        try:
+            self.signature_from_request(self.request, queue=self.app.settings.queue,
+                                        countdown=delay).apply_async()
+        except Exception as exc:  # whatever the broker's client raises
+            log.warning("could not defer %s (%s); it goes back to the broker", name,
+                        type(exc).__name__)
+            raise Reject(requeue=True) from exc
         log.info("deferring %s for %ds: it is held by a live worker", name, delay)
 
     def on_success(self, retval: Any, task_id: str, args: tuple[Any, ...],
