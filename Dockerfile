@@ -7,7 +7,7 @@ COPY core core
 COPY workers workers
 COPY app app
 COPY opqueue opqueue
-RUN pip install --no-cache-dir . && useradd --system --no-create-home opqueue
+RUN pip install --no-cache-dir ".[server]" && useradd --system --no-create-home opqueue
 USER opqueue
 EXPOSE 8000
 CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"]

@@ -1,4 +1,4 @@
-"""The HTTP API: `create_app` wires settings, store, job registry and dispatcher."""
+"""The HTTP API: `create_app` wires settings, store, job registry, dispatcher and submitter."""
 
 from __future__ import annotations
 
@@ -7,23 +7,34 @@ from typing import Any
 import redis
 from flask import Flask, Request
 
-from app import auth, docs, errors, health, jobs, limits, metrics, openapi, operations, ui, watch
+from app import (
+    auth,
+    docs,
+    errors,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    operations,
+    request_limits,
+    ui,
+    watch,
+)
+from app.api_keys import KeyRing
 from app.changes import ChangeListener
-from app.keys import KeyRing
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
+from app.rate_limiter import RateLimiter
 from app.services import Services, services
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.errors import InvalidArgument
 from core.jobs import JobRegistry
 from core.jobs import registry as default_registry
 from core.outbox import Outbox
-from core.task_outbox import TaskOutbox
+from core.store import operation_store
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
-from workers.relay import Relay
+from workers.submission import Submitter
 
 
 class ApiRequest(Request):
@@ -36,7 +47,7 @@ class ApiRequest(Request):
         except RecursionError:  # nested past what the parser can take: far past our limit
             raise InvalidArgument("the request body nests too deeply",
                                   reason="JSON_TOO_DEEP") from None
-        limits.check_depth(data, services().settings)
+        request_limits.check_depth(data, services().settings)
         return data
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
@@ -57,17 +68,18 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = operation_store(settings, redis)
     dispatcher = dispatcher or Dispatcher.from_settings(settings)
+    webhooks = WebhookPolicy.from_settings(settings)
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
         registry=registry or default_registry.load_modules(settings.job_modules),
         dispatcher=dispatcher,
-        relay=Relay(dispatcher, TaskOutbox.of(store, settings)),
+        submitter=Submitter(settings, store, dispatcher, webhooks),
         page_tokens=PageTokens(store.shared_secret),
         changes=ChangeListener(store.redis, store.keys.changes()),
         keyring=KeyRing.from_settings(settings),
         rate_limiter=RateLimiter(store.redis, store.keys),
-        webhooks=WebhookPolicy.from_settings(settings),
+        webhooks=webhooks,
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)

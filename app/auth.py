@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from app.keys import Role
+from app.api_keys import Role
 from app.services import services
 from core.errors import PermissionDenied, Unauthenticated
 

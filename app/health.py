@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from app.auth import public
+from app.openapi import documented
 from app.services import services
 from core.errors import Unavailable
 
@@ -15,6 +16,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 @public
+@documented("ServingStatus", operation_id="CheckLiveness")
 def healthz() -> dict[str, Any]:
     """200 while the process is up."""
     return {"status": "SERVING"}
@@ -22,6 +24,7 @@ def healthz() -> dict[str, Any]:
 
 @bp.get("/readyz")
 @public
+@documented("ServingStatus", operation_id="CheckReadiness")
 def readyz() -> dict[str, Any]:
     """200 only when the operation store and the broker both answer."""
     svc = services()

@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from app.auth import public
+from app.openapi import documented
 from app.services import services
 from core import metrics
 from core.store import OperationStore
@@ -72,6 +73,7 @@ class OperationsCollector(Collector):
 
 @bp.get("/metrics")
 @public
+@documented("PrometheusText", content="text/plain; version=0.0.4")
 def get_metrics() -> Response:
     """The Prometheus text exposition of every opqueue metric."""
     registry = CollectorRegistry()

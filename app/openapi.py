@@ -1,11 +1,11 @@
-"""`GET /openapi.json`: the OpenAPI 3.1 document of every route, built from the wire schemas.
+"""`GET /openapi.json`: the OpenAPI 3.1 document of every route, built from the routes.
 
-Request and response bodies come from `app.schemas` through apispec's marshmallow plugin.
-Where a wire schema has `fields.Function` fields apispec cannot see into, the document uses
-a copy with those fields typed (`_documented`: same keys, nothing added). Shapes the views
-build as plain dicts (the error envelope, a job type, a probe's answer) get small
-documentation-only schemas here. Paths come from the app's URL map, so a route missing
-from `_ROUTES` fails the build instead of going undocumented.
+Each API view says what the document needs to know about it next to its route, with
+`@documented(...)`: its 200 body, request body and query. Paths, methods, path parameters,
+summaries (the view's docstring) and who may call it come from the app's URL map and the
+views, so a route without `@documented` fails the build instead of going undocumented.
+Bodies come from `app.schemas` through apispec's marshmallow plugin and from the
+documentation-only schemas of `app.openapi_schemas`.
 """
 
 from __future__ import annotations
@@ -13,208 +13,24 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, Response, current_app
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
 from werkzeug.routing import Rule
 
-from app.auth import PUBLIC, public
-from app.schemas import (
-    BatchRunJobsRequestSchema,
-    CancelOperationRequestSchema,
-    ListOperationsArgsSchema,
-    RunJobRequestSchema,
-    WaitOperationRequestSchema,
-)
-from core.codes import HTTP_STATUS, Code
+from app.auth import PUBLIC, View, public
+from app.openapi_schemas import COMPONENTS, RAW_COMPONENTS
 from core.names import JOB_NAME, OPERATION_ID, PROJECT_ID
-from core.states import Event, State
-from core.wire import (
-    VALUE_TYPE,
-    ListOperationsResponseSchema,
-    OperationMetadataSchema,
-    OperationSchema,
-    StatusSchema,
-)
 
 bp = Blueprint("openapi", __name__)
 
 _EXTENSION = "opqueue.openapi"
 _JSON = "application/json"
-_ERRORS = [code for code in Code if code is not Code.OK]
-_DURATION = {"type": "string", "pattern": r"^\d+(\.\d+)?s$", "examples": ["600s"]}
-
-
-class AnySchema(Schema):
-    """`google.protobuf.Any` in JSON: the message's fields inline next to its `@type`."""
-
-    type = fields.String(data_key="@type", required=True)
-
-    class Meta:
-        unknown = INCLUDE
-
-
-def _documented(schema: type[Schema], name: str,
-                **overrides: fields.Field[Any]) -> type[Schema]:
-    """`schema` with fields apispec cannot see into (`Function`...) replaced by typed ones.
-
-    Only existing fields can be replaced, so the documented keys stay the wire schema's keys.
-    """
-    declared = schema().fields
-    unknown = overrides.keys() - declared.keys()
-    assert not unknown, f"{schema.__name__} has no field {unknown}"
-    return Schema.from_dict({**declared, **overrides}, name=name)
-
-
-StatusDoc = _documented(StatusSchema, "Status", details=fields.List(fields.Nested(AnySchema)))
-
-OperationMetadataDoc = _documented(
-    OperationMetadataSchema, "OperationMetadata",
-    state=fields.String(validate=validate.OneOf([state.value for state in State])),
-    create_time=fields.DateTime(data_key="createTime"),
-    start_time=fields.DateTime(data_key="startTime"),
-    update_time=fields.DateTime(data_key="updateTime"),
-    end_time=fields.DateTime(data_key="endTime"),
-    progress_percent=fields.Integer(data_key="progressPercent",
-                                    validate=validate.Range(min=0, max=100)))
-
-
-class ValueSchema(Schema):
-    """The job's return value as a `google.protobuf.Value` packed in an Any."""
-
-    type = fields.Constant(VALUE_TYPE, data_key="@type")
-    value = fields.Raw(metadata={"description": "any JSON value"})
-
-
-OperationDoc = _documented(
-    OperationSchema, "Operation",
-    metadata=fields.Nested(OperationMetadataDoc), error=fields.Nested(StatusDoc),
-    response=fields.Nested(ValueSchema))
-
-ListOperationsResponseDoc = _documented(
-    ListOperationsResponseSchema, "ListOperationsResponse",
-    operations=fields.List(fields.Nested(OperationDoc)))
-
-
-BatchRunJobsResponseDoc = Schema.from_dict(
-    {"operations": fields.List(fields.Nested(OperationDoc), required=True,
-                               metadata={"description": "one per request, in order"})},
-    name="BatchRunJobsResponse")
-
-
-class ErrorSchema(Schema):
-    """The body of Google's error envelope."""
-
-    code = fields.Integer(required=True,
-                          validate=validate.OneOf(sorted({HTTP_STATUS[code] for code in _ERRORS})),
-                          metadata={"description": "the HTTP status"})
-    message = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf([code.name for code in _ERRORS]))
-    details = fields.List(fields.Nested(AnySchema), required=True)
-
-
-class ErrorResponseSchema(Schema):
-    """Google's error envelope: every error response, whatever its status."""
-
-    error = fields.Nested(ErrorSchema, required=True)
-
-
-class JobLimitsSchema(Schema):
-    """A job type's limits; durations as protobuf Duration strings."""
-
-    timeout = fields.String(required=True, metadata=_DURATION)
-    max_timeout = fields.String(data_key="maxTimeout", required=True, metadata=_DURATION)
-    max_retries = fields.Integer(data_key="maxRetries", required=True,
-                                 validate=validate.Range(min=0))
-
-
-class JobSchema(Schema):
-    """A job type: its name, description, input JSON Schema and limits."""
-
-    name = fields.String(required=True)
-    description = fields.String(required=True)
-    input_schema = fields.Dict(data_key="inputSchema", required=True,
-                               metadata={"description": "JSON Schema of the job's `input`"})
-    limits = fields.Nested(JobLimitsSchema, required=True)
-
-
-class ListJobsResponseSchema(Schema):
-    """Every registered job type."""
-
-    jobs = fields.List(fields.Nested(JobSchema), required=True)
-
-
-class ServingStatusSchema(Schema):
-    """A health probe's answer."""
-
-    status = fields.String(required=True, validate=validate.OneOf(["SERVING"]))
-
-
-class EmptySchema(Schema):
-    """`google.protobuf.Empty`."""
-
-
-class WebhookDeliverySchema(Schema):
-    """One webhook delivery attempt and its outcome."""
-
-    delivery = fields.String(required=True, metadata={
-        "description": "idempotency id: the same on every attempt of one delivery"})
-    event = fields.String(required=True, validate=validate.OneOf(["done", "progress"]))
-    attempt = fields.Integer(required=True)
-    time = fields.String(required=True, metadata={"description": "RFC 3339, UTC"})
-    url = fields.String(required=True)
-    status = fields.Integer(metadata={"description": "the receiver's HTTP status, if any"})
-    error = fields.String(metadata={"description": "why the attempt failed, if it did"})
-    outcome = fields.String(required=True, validate=validate.OneOf(
-        ["delivered", "retrying", "failed"]))
-
-
-class WebhookDeliveriesSchema(Schema):
-    """An operation's webhook delivery log."""
-
-    deliveries = fields.List(fields.Nested(WebhookDeliverySchema), required=True)
-
-
-# Component name → schema, plus JSON Schema keywords the fields cannot say.
-_COMPONENTS: dict[str, tuple[type[Schema], dict[str, Any]]] = {
-    "Any": (AnySchema, {}),
-    "Status": (StatusDoc, {"required": ["code", "message"]}),
-    "OperationMetadata": (OperationMetadataDoc, {
-        "required": ["@type", "job", "state", "createTime", "updateTime"]}),
-    "Value": (ValueSchema, {"required": ["@type", "value"]}),
-    "Operation": (OperationDoc, {
-        "required": ["name", "metadata", "done"],
-        "oneOf": [
-            {"properties": {"done": {"const": False}},
-             "not": {"anyOf": [{"required": ["error"]}, {"required": ["response"]}]}},
-            {"properties": {"done": {"const": True}}, "required": ["error"],
-             "not": {"required": ["response"]}},
-            {"properties": {"done": {"const": True}}, "required": ["response"],
-             "not": {"required": ["error"]}},
-        ]}),
-    "ListOperationsResponse": (ListOperationsResponseDoc, {"required": ["operations"]}),
-    "RunJobRequest": (RunJobRequestSchema, {"examples": [
-        {"input": {"seconds": 3, "steps": 6}, "labels": {"team": "ml"}, "timeout": "60s"}]}),
-    "BatchRunJobsRequest": (BatchRunJobsRequestSchema, {"examples": [
-        {"requests": [{"input": {"seconds": 1}},
-                      {"input": {"seconds": 2}, "labels": {"n": "2"}}]}]}),
-    "BatchRunJobsResponse": (BatchRunJobsResponseDoc, {"required": ["operations"]}),
-    "WaitOperationRequest": (WaitOperationRequestSchema, {"examples": [{"timeout": "30s"}]}),
-    "CancelOperationRequest": (CancelOperationRequestSchema, {}),
-    "Empty": (EmptySchema, {}),
-    "Error": (ErrorSchema, {}),
-    "ErrorResponse": (ErrorResponseSchema, {}),
-    "JobLimits": (JobLimitsSchema, {}),
-    "Job": (JobSchema, {}),
-    "ListJobsResponse": (ListJobsResponseSchema, {}),
-    "ServingStatus": (ServingStatusSchema, {}),
-    "WebhookDelivery": (WebhookDeliverySchema, {}),
-    "WebhookDeliveries": (WebhookDeliveriesSchema, {}),
-}
 
 
 def _path_parameter(name: str, pattern: re.Pattern[str], description: str,
@@ -236,47 +52,35 @@ _PATH_PARAMETERS = {
 
 
 @dataclass(frozen=True)
-class _Route:
-    """What the URL map does not know about an endpoint."""
+class RouteDoc:
+    """What the URL map does not know about an API view."""
 
-    operation_id: str
     response: str  # component name of the 200 body
     body: str | None = None  # component name of the (optional) JSON request body
     query: type[Schema] | None = None
-    content: str = "application/json"  # media type of the 200 body
+    content: str = _JSON  # media type of the 200 body
+    operation_id: str = ""  # empty: the view's name in UpperCamelCase (`get_job` → GetJob)
 
 
-_ROUTES = {
-    "operations.list_operations": _Route("ListOperations", "ListOperationsResponse",
-                                         query=ListOperationsArgsSchema),
-    "operations.get_operation": _Route("GetOperation", "Operation"),
-    "operations.delete_operation": _Route("DeleteOperation", "Empty"),
-    "operations.cancel_operation": _Route("CancelOperation", "Empty",
-                                          body="CancelOperationRequest"),
-    "operations.wait_operation": _Route("WaitOperation", "Operation",
-                                        body="WaitOperationRequest"),
-    "jobs.run_job": _Route("RunJob", "Operation", body="RunJobRequest"),
-    "jobs.batch_run_jobs": _Route("BatchRunJobs", "BatchRunJobsResponse",
-                                  body="BatchRunJobsRequest"),
-    "operations.list_webhook_deliveries": _Route("ListWebhookDeliveries", "WebhookDeliveries"),
-    "watch.watch_operation": _Route("WatchOperation", "EventStream",
-                                    content="text/event-stream"),
-    "watch.watch_operations": _Route("WatchOperations", "EventStream",
-                                     content="text/event-stream"),
-    "jobs.list_jobs": _Route("ListJobs", "ListJobsResponse"),
-    "jobs.get_job": _Route("GetJob", "Job"),
-    "health.healthz": _Route("CheckLiveness", "ServingStatus"),
-    "health.readyz": _Route("CheckReadiness", "ServingStatus"),
-    "metrics.get_metrics": _Route("GetMetrics", "PrometheusText",
-                                  content="text/plain; version=0.0.4"),
-    "openapi.get_openapi": _Route("GetOpenApi", "OpenApiDocument"),
-}
+def documented(response: str, *, body: str | None = None, query: type[Schema] | None = None,
+               content: str = _JSON, operation_id: str = "") -> Callable[[View], View]:
+    """Describe an API view for the document: its 200 body, request body and query."""
+    def mark(view: View) -> View:
+        view.api_doc = RouteDoc(response, body, query, content,  # type: ignore[attr-defined]
+                                operation_id or _camel(view.__name__))
+        return view
+    return mark
+
+
+def _camel(name: str) -> str:
+    return "".join(word.capitalize() for word in name.split("_"))
+
 
 _METHODS = ("get", "post", "delete")
 # A Flask path variable, `<name>` or `<converter:name>`.
 _VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
 # Blueprints of pages for people (the dashboard, the API docs) and Flask's own static
-# files: not API calls, so neither in the document nor in `_ROUTES`.
+# files: not API calls, so neither in the document nor `@documented`.
 NOT_API = frozenset({"static", "ui", "docs"})
 
 
@@ -295,22 +99,10 @@ def build_document(app: Flask) -> dict[str, Any]:
     plugin.converter.add_attribute_function(_constant)
     plugin.converter.add_attribute_function(_dict_keys_and_size)
     plugin.converter.add_attribute_function(_wire_default)
-    for name, (schema, extra) in _COMPONENTS.items():
+    for name, (schema, extra) in COMPONENTS.items():
         spec.components.schema(name, extra, schema=schema)
-    spec.components.schema("PrometheusText", {
-        "type": "string", "description": "Prometheus text exposition format 0.0.4"})
-    spec.components.schema("EventStream", {
-        "type": "object", "description": "one server-sent event",
-        "required": ["id", "event", "data"],
-        "properties": {
-            "id": {"type": "string", "pattern": r"^\d+-\d+$",
-                   "description": "its change stream entry: send as Last-Event-ID to resume"},
-            "event": {"enum": ["snapshot", "create", *(e.value for e in Event), "delete"]},
-            "data": {"type": "string", "contentMediaType": "application/json",
-                     "description": "the Operation, or {name, deleted: true}"}}})
-    spec.components.schema("OpenApiDocument", {
-        "type": "object", "required": ["openapi", "info", "paths"],
-        "properties": {"openapi": {"const": "3.1.0"}}})
+    for name, component in RAW_COMPONENTS.items():
+        spec.components.schema(name, component)
     # Either scheme will do; see app/auth.py.
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme(
@@ -333,10 +125,11 @@ def build_document(app: Flask) -> dict[str, Any]:
 
 
 def _operation(app: Flask, rule: Rule) -> dict[str, Any]:
-    route = _ROUTES.get(rule.endpoint)
+    view = app.view_functions[rule.endpoint]
+    route: RouteDoc | None = getattr(view, "api_doc", None)
     if route is None:
-        raise LookupError(f"route {rule.rule} ({rule.endpoint}) is not in app/openapi.py _ROUTES")
-    doc = (app.view_functions[rule.endpoint].__doc__ or "").strip()
+        raise LookupError(f"route {rule.rule} ({rule.endpoint}) has no @documented(...)")
+    doc = (view.__doc__ or "").strip()
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": doc.splitlines()[0] if doc else route.operation_id,
@@ -346,7 +139,7 @@ def _operation(app: Flask, rule: Rule) -> dict[str, Any]:
             "default": "Error",
         },
     }
-    public = getattr(app.view_functions[rule.endpoint], "required_role", None) == PUBLIC
+    public = getattr(view, "required_role", None) == PUBLIC
     operation["security"] = [] if public else [{"bearer": []}, {"googApiKey": []}]
     if route.query is not None:
         operation["parameters"] = [{"in": "query", "schema": route.query}]
@@ -403,6 +196,7 @@ def _wire_default(self: Any, field: fields.Field[Any], ret: dict[str, Any],
 
 @bp.get("/openapi.json")
 @public
+@documented("OpenApiDocument", operation_id="GetOpenApi")
 def get_openapi() -> Response:
     """This document: the OpenAPI 3.1 description of every route."""
     text = current_app.extensions.get(_EXTENSION)

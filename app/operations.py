@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import Blueprint
 
+from app.api_keys import Role
 from app.auth import requires
-from app.keys import Role
+from app.openapi import documented
 from app.schemas import (
     CancelOperationRequestSchema,
     ListOperationsArgsSchema,
@@ -19,15 +20,10 @@ from app.services import services
 from core import record
 from core.errors import operation_not_found
 from core.filtering import compile_filter
-from core.names import (
-    check_operation_id,
-    check_project,
-    now_micros,
-    operation_name,
-    parse_duration,
-)
+from core.names import check_operation_id, check_project, operation_name
 from core.operation import Operation
 from core.states import Event, State
+from core.timestamps import now_micros, parse_duration
 from core.wire import dump_operation
 
 bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")
@@ -43,6 +39,7 @@ def _require(project: str, operation_id: str) -> Operation:
 
 
 @bp.get("")
+@documented("ListOperationsResponse", query=ListOperationsArgsSchema)
 def list_operations(project: str) -> dict[str, Any]:
     """ListOperations: newest first, paged by opaque tokens."""
     check_project(project)
@@ -65,6 +62,7 @@ def list_operations(project: str) -> dict[str, Any]:
 
 
 @bp.get("/<operation_id>")
+@documented("Operation")
 def get_operation(project: str, operation_id: str) -> dict[str, Any]:
     """GetOperation."""
     return dump_operation(_require(project, operation_id))
@@ -72,6 +70,7 @@ def get_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 @bp.delete("/<operation_id>")
 @requires(Role.SUBMITTER)
+@documented("Empty")
 def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
     """DeleteOperation: forget the record; a running job is not cancelled."""
     check_project(project)
@@ -83,6 +82,7 @@ def delete_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 @bp.post("/<operation_id>:cancel")
 @requires(Role.SUBMITTER)
+@documented("Empty", body="CancelOperationRequest")
 def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
     """CancelOperation: a queued job ends CANCELLED now, a running one is asked to stop."""
     check_project(project)
@@ -99,6 +99,7 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.get("/<operation_id>/webhookDeliveries")
+@documented("WebhookDeliveries")
 def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
     """Every webhook delivery attempt of the operation and its outcome, oldest first."""
     _require(project, operation_id)
@@ -106,6 +107,7 @@ def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
 
 
 @bp.post("/<operation_id>:wait")
+@documented("Operation", body="WaitOperationRequest")
 def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
     """WaitOperation: the operation once done, or as it is when the timeout passes."""
     body = load_body(WaitOperationRequestSchema())

@@ -15,8 +15,8 @@ from flask import request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from core.errors import InvalidArgument, field_violations
-from core.names import DURATION as DURATION_PATTERN
 from core.names import LABEL_KEY, LABEL_VALUE, OPERATION_ID
+from core.timestamps import DURATION as DURATION_PATTERN
 from core.webhooks import EVENTS
 
 MAX_BATCH = 1000  # run requests in one :batchRun call
@@ -70,7 +70,7 @@ class RunJobRequestSchema(Schema):
                              "starting with a letter")),
         values=fields.String(validate=FullMatch(
             LABEL_VALUE, error="label values are 0-63 lowercase letters, digits, _ or -")),
-        load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/limits.py
+        load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/request_limits.py
     timeout = fields.String(load_default=None, validate=DURATION)
     notify = fields.Nested(NotifySchema, load_default=None)
 

@@ -6,17 +6,17 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from app.api_keys import KeyRing
 from app.changes import ChangeListener
-from app.keys import KeyRing
 from app.page_tokens import PageTokens
-from app.ratelimit import RateLimiter
+from app.rate_limiter import RateLimiter
 from core.config import Settings
 from core.jobs import JobRegistry
 from core.outbox import Outbox
 from core.store import OperationStore
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
-from workers.relay import Relay
+from workers.submission import Submitter
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Services:
     store: OperationStore
     registry: JobRegistry
     dispatcher: Dispatcher
-    relay: Relay  # publishes the task outbox when the broker is not the store's Redis
+    submitter: Submitter
     page_tokens: PageTokens
     changes: ChangeListener
     keyring: KeyRing

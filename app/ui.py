@@ -11,11 +11,15 @@ The files ship in the package (`app/assets/ui/`, `app/templates/ui/`): no CDN, n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, render_template, send_from_directory
 from werkzeug.exceptions import NotFound
 
 from app.auth import public
+from core.codes import Code
+from core.names import JOB_NAME, OPERATION_ID, PROJECT_ID
+from core.states import State
 
 bp = Blueprint("ui", __name__)
 
@@ -35,7 +39,21 @@ CONTENT_SECURITY_POLICY = "; ".join([
 @public
 def dashboard() -> Response:
     """The dashboard: a project's operations, live."""
-    return page(render_template("ui/index.html"), CONTENT_SECURITY_POLICY)
+    return page(render_template("ui/index.html", tables=dashboard_tables(),
+                                # In an HTML `pattern` (the regex `v` flag) a literal '-'
+                                # in a character class must be escaped.
+                                project_pattern=PROJECT_ID.pattern.replace("-]", r"\-]")),
+                CONTENT_SECURITY_POLICY)
+
+
+def dashboard_tables() -> dict[str, Any]:
+    """The domain's tables the dashboard's script needs, from where each is defined."""
+    return {
+        "states": [state.value for state in State],
+        "codes": {code.value: code.name for code in Code},
+        "patterns": {"projectId": PROJECT_ID.pattern, "jobName": JOB_NAME.pattern,
+                     "operationId": OPERATION_ID.pattern},
+    }
 
 
 @bp.get("/ui/assets/<path:filename>")

@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, stream_with_context
 
+from app.openapi import documented
 from app.services import Services, services
 from core.errors import InvalidArgument, operation_not_found
 from core.names import check_operation_id, check_project, operation_name
@@ -33,6 +34,7 @@ DONE_STATES = frozenset(state.value for state in TERMINAL)
 
 
 @bp.get("/v1/projects/<project>/operations/<operation_id>:watch")
+@documented("EventStream", content="text/event-stream")
 def watch_operation(project: str, operation_id: str) -> Response:
     """WatchOperation: the operation's updates as server-sent events, until it is done."""
     check_project(project)
@@ -45,6 +47,7 @@ def watch_operation(project: str, operation_id: str) -> Response:
 
 
 @bp.get("/v1/projects/<project>/operations:watch")
+@documented("EventStream", content="text/event-stream")
 def watch_operations(project: str) -> Response:
     """WatchOperations: every change in the project as server-sent events."""
     check_project(project)

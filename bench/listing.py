@@ -22,7 +22,8 @@ from app.page_tokens import PageTokens
 from bench import environment
 from bench.report import Row, median_row
 from core.connection import redis_client
-from core.names import new_operation_id, now_micros
+from core.names import new_operation_id
+from core.timestamps import now_micros
 from tests.stack import Stack
 
 PAGE = 100

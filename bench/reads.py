@@ -9,8 +9,9 @@ from bench import environment
 from bench.load import Load, hammer
 from bench.report import Row, median_row
 from core import record
-from core.names import new_operation_id, now_micros
+from core.names import new_operation_id
 from core.states import Event
+from core.timestamps import now_micros
 from tests.stack import Stack
 
 CLIENTS = 32

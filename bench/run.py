@@ -59,7 +59,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 # A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
 # bench/jobs.py adds the no-op and progress jobs.
 STACK_ENV = {"OPQUEUE_CANCEL_GRACE_SECONDS": "2",
-             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs,bench.jobs"}
+             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.jobs"}
 ANALYSIS = "## What limits each figure"  # from here on, RESULTS.md is written by hand
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"

@@ -67,7 +67,7 @@ WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
 BROKER_DROPS = 8  # with RabbitMQ, every this many chaos events one drops its connections
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
-             "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs,bench.soak"}
+             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak"}
 Seen = dict[str, dict[str, Any] | None]  # name → the operation as the API showed it; None: 404
 _open_runs: dict[str, str] = {}  # in a pool process: task id → `pid:start` of its run
 

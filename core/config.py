@@ -35,7 +35,7 @@ class Settings:
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
     outbox_relay_after_seconds: float = 2.0  # a task message the API did not publish: relayed
     broker_delivery_limit: int = 20  # RabbitMQ: deliveries of one message before it is dropped
-    job_modules: tuple[str, ...] = ("workers.jobs.demo",)
+    job_modules: tuple[str, ...] = ("core.demo_jobs",)
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -43,7 +43,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
-    api_keys_file: str = ""  # JSON keys file; see app/keys.py
+    api_keys_file: str = ""  # JSON keys file; see app/api_keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # serve non-loopback clients without keys
     rate_limit_per_second: int = 100  # per API key, across all API instances; 0: none
@@ -68,8 +68,13 @@ class Settings:
 
     @property
     def redis_broker(self) -> bool:
-        """True when the broker is a Redis (the store's, or one of its own)."""
+        """True when the Celery broker is a Redis (`redis://` or `rediss://`)."""
         return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss")
+
+    @property
+    def broker_shares_store(self) -> bool:
+        """True when the Celery broker is the store's own Redis."""
+        return self.redis_broker and self.effective_broker_url == self.redis_url
 
     @property
     def rabbitmq_broker(self) -> bool:

@@ -1,14 +1,13 @@
-"""Redis clients built from settings, with reconnect-and-retry on connection blips."""
+"""Redis clients, with reconnect-and-retry on connection blips, and the Lua scripts they run."""
 
 from __future__ import annotations
 
+from importlib import resources
+
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
-
-from core.config import Settings
-from core.keys import Keys
-from core.store import OperationStore
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -24,12 +23,6 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
-def operation_store(settings: Settings, client: redis.Redis | None = None) -> OperationStore:
-    """The operation store of this deployment."""
-    return OperationStore(
-        client if client is not None else redis_client(settings.redis_url),
-        Keys(settings.key_prefix),
-        settings.retention_seconds,
-        settings.max_queued_per_project,
-        settings.event_stream_max_length,
-    )
+def register_lua(client: redis.Redis, package: str, name: str) -> Script:
+    """Script `name` of package `package`'s `lua/` directory, registered on `client`."""
+    return client.register_script(resources.files(package).joinpath("lua", name).read_text())

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from operator import attrgetter
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from core.errors import InvalidArgument
 from core.names import LABEL_KEY
@@ -45,11 +46,8 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = frozenset({"AND", "OR", "NOT"})
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
-_TIMESTAMP = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d\d):(\d\d))",
-    re.ASCII,
-)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A timestamp's numeric UTC offset, whose range protobuf's parser does not check.
+_OFFSET = re.compile(r"[+-](\d\d):(\d\d)$", re.ASCII)
 # Open ends of a createTime range, far outside any datetime, so one chained compare serves all.
 _EARLIEST, _LATEST = -(2**63), 2**63
 
@@ -280,19 +278,15 @@ def _literal(value: _Token) -> str:
 
 def _timestamp_nanos(text: str) -> int | None:
     """Nanoseconds since the epoch of an RFC 3339 timestamp, or None if it is not one."""
-    match = _TIMESTAMP.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    fraction, sign, offset_hours, offset_minutes = match.groups()[6:]
+    offset = _OFFSET.search(text)
+    if offset and (int(offset[1]) > 23 or int(offset[2]) > 59):
+        return None  # protobuf takes any two digits there
+    stamp = Timestamp()
     try:
-        offset = timedelta(hours=int(offset_hours or 0), minutes=int(offset_minutes or 0))
-        zone = timezone(-offset if sign == "-" else offset)
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=zone)
-    except ValueError:  # out-of-range month, day, hour or offset
+        stamp.FromJsonString(text.upper())  # RFC 3339 allows a lowercase 't' and 'z'
+    except ValueError:
         return None
-    seconds = (moment - _EPOCH) // timedelta(seconds=1)
-    return seconds * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
+    return int(stamp.ToNanoseconds())
 
 
 def _tokenize(text: str) -> list[_Token]:

@@ -19,7 +19,7 @@ from typing import cast
 
 import redis
 
-from core.keys import Keys
+from core.keyspace import Keys
 from core.states import LEASED, State
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,

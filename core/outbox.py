@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from typing import Any, cast
 
 import redis
 
-from core.keys import Keys
+from core.connection import register_lua
+from core.keyspace import Keys
 
 CLAIM_LEASE_MS = 60_000  # longer than a delivery attempt can take
 LOG_LENGTH = 50  # attempts kept per operation
@@ -38,8 +38,7 @@ class Outbox:
         self.redis = client
         self.keys = keys
         self.retention_seconds = retention_seconds
-        source = resources.files("core").joinpath("lua", "claim.lua").read_text()
-        self._claim = client.register_script(source)
+        self._claim = register_lua(client, "core", "claim.lua")
 
     def claim(self, now_ms: int, limit: int) -> list[tuple[str, Delivery]]:
         """Deliveries due now, each with its outbox member; others will not get them for a

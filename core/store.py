@@ -12,28 +12,26 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from core import record
+from core.config import Settings
+from core.connection import redis_client, register_lua
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.operation import Operation
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
+from core.timestamps import now_micros
 
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 _LEASED_FLAGS = {state.value: True for state in LEASED}
 _ACTIVE_FLAGS = {state.value: True for state in ACTIVE}
-
-
-def _script(name: str) -> str:
-    return resources.files("core").joinpath("lua", name).read_text()
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,27 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class TaskMessage:
-    """A job's task message to store with its operation: as the Redis broker keeps it (the
-    queue's key and the payload), or as an entry of the task outbox (its key, the entry,
-    and when a relay may publish it, epoch ms: core/task_outbox.py)."""
+class Push:
+    """A message, opaque here, to store in the same atomic step that creates its operation:
+    pushed onto a Redis list (a job's task message onto its queue, when the broker is this
+    Redis), or, with a `score`, added to a sorted set (an entry of the task outbox, scored
+    by when a relay may publish it: core/task_outbox.py)."""
 
-    queue_key: str
+    key: str
     payload: str
-    due_ms: int | None = None
+    score: int | None = None
 
 
 @dataclass(frozen=True)
 class NewOperation:
-    """An operation to create: its id, labels, the client's requestId, webhook wishes and,
-    when the broker is this Redis, the task message to queue with it."""
+    """An operation to create: its id, labels, the client's requestId, webhook wishes and
+    the message, if any, to push with it."""
 
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""
     notify: tuple[str, tuple[str, ...]] | None = None  # (url, events)
-    message: TaskMessage | None = None
+    message: Push | None = None
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,10 @@ class OperationStore:
         self.retention_seconds = retention_seconds
         self.max_queued_per_project = max_queued_per_project
         self.event_stream_max_length = event_stream_max_length
-        self._create = client.register_script(_script("create.lua"))
-        self._transition = client.register_script(_script("transition.lua"))
-        self._renew = client.register_script(_script("renew.lua"))
-        self._delete = client.register_script(_script("delete.lua"))
+        self._create = register_lua(client, "core", "create.lua")
+        self._transition = register_lua(client, "core", "transition.lua")
+        self._renew = register_lua(client, "core", "renew.lua")
+        self._delete = register_lua(client, "core", "delete.lua")
 
     def create(
         self,
@@ -121,8 +120,8 @@ class OperationStore:
 
         Each is as `create` would make it: an operation whose `request_id` is already known
         (or given earlier in `new`) comes back instead of a new one, with False. Each new one
-        with a `message` has it queued, or put in the task outbox, in the same step: stored
-        and queued, or neither. Raises
+        with a `message` has it pushed (or added) in the same step: stored and pushed, or
+        neither. Raises
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
@@ -135,13 +134,13 @@ class OperationStore:
             hash_key = self.keys.operation(project, item.id)
             keys += [hash_key, self.keys.request(project, item.request_id)
                      if item.request_id else hash_key,
-                     item.message.queue_key if item.message else hash_key]
+                     item.message.key if item.message else hash_key]
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
             args += [item.id, operation_name(project, item.id),
                      "1" if item.request_id else "0",
                      item.message.payload if item.message else "",
-                     "" if item.message is None or item.message.due_ms is None
-                     else item.message.due_ms, len(fields)]
+                     "" if item.message is None or item.message.score is None
+                     else item.message.score, len(fields)]
             for pair in fields.items():
                 args += pair
         reply = cast(list[Any], self._create(keys=keys, args=args))
@@ -362,3 +361,14 @@ class OperationStore:
         value = cast(str | None, self.redis.hget(self.keys.operation(project, operation_id),
                                                  record.STATE))
         return State(value) if value else None
+
+
+def operation_store(settings: Settings, client: redis.Redis | None = None) -> OperationStore:
+    """The operation store of this deployment, on `client` or on a client of its Redis URL."""
+    return OperationStore(
+        client if client is not None else redis_client(settings.redis_url),
+        Keys(settings.key_prefix),
+        settings.retention_seconds,
+        settings.max_queued_per_project,
+        settings.event_stream_max_length,
+    )

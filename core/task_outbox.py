@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from core.config import Settings
-from core.keys import Keys
-from core.store import OperationStore, TaskMessage
+from core.connection import register_lua
+from core.keyspace import Keys
+from core.store import OperationStore, Push
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,18 @@ class TaskOutbox:
         self.redis = client
         self.key = keys.task_outbox()
         self.relay_after_ms = relay_after_ms  # also how long a claim holds an entry
-        source = resources.files("core").joinpath("lua", "claim.lua").read_text()
-        self._claim = client.register_script(source)
+        self._claim = register_lua(client, "core", "claim.lua")
 
     @classmethod
     def of(cls, store: OperationStore, settings: Settings) -> TaskOutbox:
         """The task outbox of `store`'s deployment."""
         return cls(store.redis, store.keys, int(settings.outbox_relay_after_seconds * 1000))
 
-    def entry(self, submission: Submission, now_ms: int) -> tuple[Entry, TaskMessage]:
+    def entry(self, submission: Submission, now_ms: int) -> tuple[Entry, Push]:
         """The entry of `submission` and the message that stores it with its operation."""
         member = json.dumps({"at": now_ms, **asdict(submission)}, separators=(",", ":"))
         return (Entry(member, submission, now_ms),
-                TaskMessage(self.key, member, due_ms=now_ms + self.relay_after_ms))
+                Push(self.key, member, score=now_ms + self.relay_after_ms))
 
     def claim(self, now_ms: int, limit: int) -> list[Entry]:
         """Entries due now; other relays do not get them for `relay_after_ms`."""

@@ -11,8 +11,8 @@ from typing import Any
 from marshmallow import Schema, fields, post_dump
 
 from core.errors import TYPE_PREFIX
-from core.names import format_timestamp
 from core.operation import Operation
+from core.timestamps import format_timestamp
 
 METADATA_TYPE = TYPE_PREFIX + "opqueue.v1.OperationMetadata"
 VALUE_TYPE = TYPE_PREFIX + "google.protobuf.Value"

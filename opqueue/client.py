@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from core.codes import Code
+from opqueue.codes import Code
 from opqueue.errors import (
     BY_CODE,
     Aborted,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from core.codes import HTTP_STATUS, Code
+from opqueue.codes import HTTP_STATUS, Code
 
 Json = dict[str, Any]
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"

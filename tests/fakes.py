@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from core.names import operation_name
-from core.store import TaskMessage
+from workers.transport import TaskMessage
 
 QUEUE_KEY = "fake-broker:queue"
 

@@ -30,9 +30,9 @@ import redis
 import requests
 
 from core.config import Settings, redis_configured
-from core.connection import operation_store, redis_client
+from core.connection import redis_client
 from core.embedded_redis import EmbeddedRedis, free_port
-from core.store import OperationStore
+from core.store import OperationStore, operation_store
 from workers.celery_app import OpqueueCelery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ class Stack:
             "PORT": str(self.port),
             "PYTHONPATH": str(ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "OPQUEUE_JOB_MODULES": "workers.jobs.demo,tests.jobs",
+            "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs",
             **self.extra_env,
         }
 

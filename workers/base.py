@@ -25,8 +25,9 @@ from core.errors import (
     reason_for,
 )
 from core.jobs import JobSpec
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.states import LEASED, Event
+from core.timestamps import now_micros
 
 if TYPE_CHECKING:
     from workers.celery_app import OpqueueCelery

@@ -15,12 +15,11 @@ from celery.signals import setup_logging
 
 from core import logs
 from core.config import Settings
-from core.connection import operation_store
 from core.jobs import JobRegistry, JobSpec
 from core.jobs import registry as default_registry
-from core.keys import Keys
+from core.keyspace import Keys
 from core.record import encode_json
-from core.store import OperationStore
+from core.store import OperationStore, operation_store
 from workers.context import OperationContext
 from workers.supervisor import Supervisor
 

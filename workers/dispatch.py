@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from core.config import Settings
-from core.store import TaskMessage
 from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
+from workers.transport import TaskMessage
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -40,8 +40,7 @@ class Dispatcher:
         celery = OpqueueCelery(settings)
         if settings.redis_broker:
             celery.conf.broker_transport = "workers.transport:PublishingTransport"
-        return cls(celery, shares_store=settings.redis_broker
-                   and settings.effective_broker_url == settings.redis_url)
+        return cls(celery, shares_store=settings.broker_shares_store)
 
     def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:
         """The task messages of these jobs, in order, as the Redis broker would queue them;

@@ -28,10 +28,11 @@ from celery.worker import state as worker_state
 
 from core import record
 from core.errors import Aborted
-from core.names import now_micros, operation_name
+from core.names import operation_name
 from core.states import LEASED, Event, State
 from core.task_outbox import TaskOutbox
-from workers.broker import Landed, landed, redeliver, restore, return_landed, stranded
+from core.timestamps import now_micros
+from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
 from workers.relay import Relay
 from workers.webhooks import WebhookSender
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
 from time import monotonic, time
 from typing import Any
 
@@ -39,7 +39,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from core.store import TaskMessage
+from core.connection import register_lua
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 LANDING_SUFFIX = ":landing"
 
 
-def _script(name: str) -> str:
-    return resources.files("workers").joinpath("lua", name).read_text()
+@dataclass(frozen=True)
+class TaskMessage:
+    """A job's task message as the Redis broker keeps it: the queue's key and the payload."""
+
+    queue_key: str
+    payload: str
 
 
 class _QoS(kombu_redis.QoS):
@@ -186,11 +190,11 @@ class Channel(kombu_redis.Channel):
 
     @cached_property
     def _accept_script(self) -> Any:
-        return self._scripts_client.register_script(_script("accept.lua"))
+        return register_lua(self._scripts_client, "workers", "accept.lua")
 
     @cached_property
     def _return_script(self) -> Any:
-        return self._scripts_client.register_script(_script("return_landed.lua"))
+        return register_lua(self._scripts_client, "workers", "return_landed.lua")
 
 
 class WorkerTransport(kombu_redis.Transport):

@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ import requests
 from core.errors import OperationError
 from core.names import operation_name
 from core.outbox import Delivery, Outbox
+from core.timestamps import format_timestamp, now_micros
 from core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, WebhookPolicy, sign
 from core.wire import dump_operation
 
@@ -78,8 +78,7 @@ class WebhookSender:
             self._outbox.done(member)  # deleted or expired meanwhile: nothing to send
             return
         url = operation.notify_url
-        outcome: dict[str, Any] = {"time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                                   "url": url}
+        outcome: dict[str, Any] = {"time": format_timestamp(now_micros()), "url": url}
         try:
             self._policy.check_url(url)  # again: the name may point elsewhere by now
             body = json.dumps(dump_operation(operation), separators=(",", ":")).encode()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from tests.stack import ROOT, Api, Stack, open_gate, running_stack
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed: pip install -e '.[dev]'")
+        pytest.skip("the playwright package is not installed: pip install -e '.[server,dev]'")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                               args=["--no-sandbox"])

@@ -14,7 +14,7 @@ from google.auth import api_key
 from kombu import Connection, Exchange, Producer, Queue
 
 import opqueue.v1.operation_metadata_pb2  # noqa: F401 - registers the metadata type
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from tests.stack import Api, Stack, eventually, running_stack
 
 OWNER, OWNER_ENTRY = new_key("owner", Role.SUBMITTER, ["secure"])

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.keys import KeyRing, Role, main, new_key
+from app.api_keys import KeyRing, Role, main, new_key
 from core.config import Settings
 from core.jobs import registry
 from tests.fakes import RecordingDispatcher

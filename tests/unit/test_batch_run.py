@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.keys import Role
+from app.api_keys import Role
 from app.schemas import MAX_BATCH
 from core.config import Settings
 from core.errors import ResourceExhausted
@@ -205,7 +205,7 @@ def test_the_store_creates_in_one_step_with_one_stream_entry_each(
 
 def test_the_store_refuses_a_batch_past_the_limit_and_writes_nothing(
         redis: fakeredis.FakeRedis, settings: Settings) -> None:
-    from core.connection import operation_store
+    from core.store import operation_store
 
     store = operation_store(replace(settings, max_queued_per_project=3), redis)
     store.create_many("demo", "demo.sleep", [NewOperation(str(uuid.uuid4()))] * 1)

@@ -44,6 +44,11 @@ def test_the_image_installs_every_package_it_runs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("core", "workers", "app", "opqueue"):
         assert f"COPY {package} {package}" in dockerfile
+    assert 'pip install --no-cache-dir ".[server]"' in dockerfile  # the service, not the client
+
+
+def test_make_installs_the_service_and_the_tools() -> None:
+    assert "pip install --quiet -e '.[server,dev]'" in (ROOT / "Makefile").read_text()
 
 
 def test_the_rabbitmq_compose_file_puts_web_and_workers_on_a_durable_rabbitmq() -> None:

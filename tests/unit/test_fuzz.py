@@ -39,13 +39,13 @@ from schemathesis.checks import (
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.schemas import BaseSchema
 
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
 from core import record
 from core.config import Settings
 from core.errors import FailedPrecondition
-from core.names import now_micros
 from core.states import Event, State
 from core.store import OperationStore
+from core.timestamps import now_micros
 
 CHECKS = [
     not_a_server_error,

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.limits import json_depth
+from app.request_limits import json_depth
 from core.config import Settings
 from core.states import Event
 from core.store import OperationStore

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import logs, record
 from core.config import Settings
-from core.names import now_micros
 from core.states import Event
 from core.store import OperationStore
+from core.timestamps import now_micros
 from tests.conftest import run_job
 
 

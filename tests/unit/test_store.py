@@ -5,7 +5,7 @@ import pytest
 
 from core import names, record
 from core.states import Event, State
-from core.store import NewOperation, OperationStore, TaskMessage
+from core.store import NewOperation, OperationStore, Push
 
 
 def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) -> str:
@@ -43,7 +43,7 @@ def test_a_retried_create_answers_as_the_first_run_and_writes_nothing_again(
     # redis-py retries a script whose reply was lost to a dropped connection: the operation
     # and its message are then in Redis already, and must not be created or queued twice.
     new = NewOperation(names.new_operation_id(), request_id=request_id,
-                       message=TaskMessage("broker:queue", "the task message"))
+                       message=Push("broker:queue", "the task message"))
     [first] = store.create_many("demo", "demo.sleep", [new])
     counters = store.redis.hgetall(store.keys.metrics())
     [again] = store.create_many("demo", "demo.sleep", [new])

@@ -12,7 +12,7 @@ from core.config import Settings
 from core.states import Event
 from core.store import OperationStore
 from workers import supervisor
-from workers.broker import InFlight
+from workers.redelivery import InFlight
 
 LEASE = 10.0
 

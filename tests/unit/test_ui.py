@@ -17,9 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, docs, openapi, ui
-from app.keys import Role, new_key
+from app.api_keys import Role, new_key
+from core.codes import Code
 from core.config import Settings
 from core.jobs import registry
+from core.names import new_operation_id
+from core.states import State
 from tests.fakes import RecordingDispatcher
 from tests.stack import ROOT
 
@@ -148,6 +151,21 @@ def test_the_dashboard_never_writes_data_as_html() -> None:
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                  "new Function", "new EventSource("):
         assert sink not in script, sink
+
+
+def test_the_dashboard_reads_the_domain_tables_from_the_page(client: FlaskClient) -> None:
+    html = client.get("/ui").get_data(as_text=True)
+    block = re.search(r'<script type="application/json" id="tables">(.*?)</script>', html)
+    assert block is not None
+    tables = json.loads(block.group(1))
+    assert tables["states"] == [state.value for state in State]
+    assert {int(number): name for number, name in tables["codes"].items()} == {
+        code.value: code.name for code in Code}
+    assert re.fullmatch(tables["patterns"]["operationId"], new_operation_id())
+    assert not re.fullmatch(tables["patterns"]["projectId"], "Demo")
+    script = (APP / "assets" / "ui" / "dashboard.js").read_text()
+    for written_twice in ("PENDING", "INVALID_ARGUMENT", "[0-9a-f]", "[a-z0-9"):
+        assert written_twice not in script, written_twice
 
 
 @pytest.mark.parametrize("script", sorted((APP / "assets").rglob("*.js")),

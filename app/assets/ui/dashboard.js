@@ -7,17 +7,17 @@
 // like EventSource it remembers the last event id and resumes with `Last-Event-ID`.
 // Data reaches the page only as text (textContent, attributes), never as HTML.
 
-const STATES = ["PENDING", "RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"];
-const DONE_STATES = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
-// google.rpc.Code by number.
-const CODES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-  "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-  "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"];
-const PROJECT_ID = /^[a-z][a-z0-9-]{0,62}$/;
-const JOB_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
-const OPERATION_NAME = /^projects\/[a-z][a-z0-9-]{0,62}\/operations\/[0-9a-f-]{36}$/;
-const OPERATION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// The domain's tables (states, google.rpc codes by number, id patterns) come from the server,
+// in the page's "tables" data block, so that they are written in one place (app/ui.py).
+const TABLES = JSON.parse(document.getElementById("tables").textContent);
+const STATES = TABLES.states;
+const CODES = TABLES.codes;
+const anchored = (pattern) => new RegExp(`^(?:${pattern})$`);
+const PROJECT_ID = anchored(TABLES.patterns.projectId);
+const JOB_NAME = anchored(TABLES.patterns.jobName);
+const OPERATION_ID = anchored(TABLES.patterns.operationId);
+const OPERATION_NAME = anchored(
+  `projects/(?:${TABLES.patterns.projectId})/operations/(?:${TABLES.patterns.operationId})`);
 const PAGE_SIZE = 50;
 const MAX_ROWS = 1000; // past this the oldest rows leave the page
 const KEY_STORAGE = "opqueue.apiKey";

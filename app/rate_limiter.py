@@ -8,7 +8,7 @@ import time
 import redis
 
 from core.errors import ResourceExhausted
-from core.keys import Keys
+from core.keyspace import Keys
 
 _COUNT = """
 local n = redis.call('INCR', KEYS[1])

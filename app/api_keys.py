@@ -4,7 +4,7 @@ Keys are configured outside the code (`OPQUEUE_API_KEYS_FILE`, or the same JSON 
 `OPQUEUE_API_KEYS`) and stored only as SHA-256 digests; a presented key is compared with
 every configured digest in constant time. Mint a key with
 
-    python -m app.keys new --id ci-bot --role submitter --project demo
+    python -m app.api_keys new --id ci-bot --role submitter --project demo
 
 which prints the key once and the entry to add to the keys file.
 """
@@ -118,8 +118,8 @@ def new_key(key_id: str, role: Role, projects: list[str]) -> tuple[str, dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m app.keys new ...`: mint a key."""
-    parser = argparse.ArgumentParser(prog="python -m app.keys", description=__doc__,
+    """`python -m app.api_keys new ...`: mint a key."""
+    parser = argparse.ArgumentParser(prog="python -m app.api_keys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     new = commands.add_parser("new", help="mint a key and print its keys-file entry")

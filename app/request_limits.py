@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,14 +32,3 @@ def check_depth(value: Any, settings: Settings) -> None:
         raise InvalidArgument(f"the request body nests deeper than {settings.max_json_depth} "
                               "levels", reason="JSON_TOO_DEEP")
 
-
-def check_run_request(job_input: dict[str, Any], labels: dict[str, str],
-                      settings: Settings) -> None:
-    """INVALID_ARGUMENT naming the field if a job's input or labels are over their limits."""
-    size = len(json.dumps(job_input, separators=(",", ":")).encode())
-    if size > settings.max_input_bytes:
-        raise InvalidArgument.for_fields(
-            {"input": f"is {size} bytes of JSON; the limit is {settings.max_input_bytes}"})
-    if len(labels) > settings.max_labels:
-        raise InvalidArgument.for_fields(
-            {"labels": f"has {len(labels)} labels; the limit is {settings.max_labels}"})
