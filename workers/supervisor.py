@@ -54,12 +54,13 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
         self._webhooks = WebhookSender(worker.app)
-        # Here, not at the top: the dispatcher's module imports the Celery app, which
-        # imports this one.
-        from workers.dispatch import Dispatcher
-        dispatcher = Dispatcher.from_settings(worker.app.settings)
-        if not dispatcher.shares_store:  # else every message is queued with its operation
-            self._relay = Relay(dispatcher, TaskOutbox.of(worker.app.store, worker.app.settings))
+        settings = worker.app.settings
+        if not settings.broker_shares_store:  # else each message is queued with its operation
+            # Here, not at the top: the dispatcher's module imports the Celery app, which
+            # imports this one.
+            from workers.dispatch import Dispatcher
+            self._relay = Relay(Dispatcher.from_settings(settings),
+                                TaskOutbox.of(worker.app.store, settings))
         self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
