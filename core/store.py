@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from core import record
 from core.config import Settings
-from core.connection import redis_client, register_lua
-from core.errors import ResourceExhausted
+from core.connection import register_lua, store_client
+from core.errors import ResourceExhausted, Unavailable
 from core.keyspace import Keys
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
 from core.names import operation_name
@@ -27,6 +29,10 @@ from core.operation import Operation
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
 from core.timestamps import now_micros
 
+log = logging.getLogger(__name__)
+
+# What a store that cannot be reached raises (a lost connection, a failover under way).
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
@@ -85,12 +91,17 @@ class OperationStore:
     """Reads and writes operations in Redis. The client must decode responses to str."""
 
     def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int,
-                 max_queued_per_project: int = 0, event_stream_max_length: int = 10_000) -> None:
+                 max_queued_per_project: int = 0, event_stream_max_length: int = 10_000, *,
+                 min_replicas: int = 0, replication_timeout: float = 1.0,
+                 refuse_unreplicated: bool = True) -> None:
         self.redis = client
         self.keys = keys
         self.retention_seconds = retention_seconds
         self.max_queued_per_project = max_queued_per_project
         self.event_stream_max_length = event_stream_max_length
+        self.min_replicas = min_replicas
+        self.replication_timeout = replication_timeout
+        self.refuse_unreplicated = refuse_unreplicated
         self._create = register_lua(client, "core", "create.lua")
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
@@ -143,7 +154,7 @@ class OperationStore:
                      else item.message.score, len(fields)]
             for pair in fields.items():
                 args += pair
-        reply = cast(list[Any], self._create(keys=keys, args=args))
+        reply = cast(list[Any], self._write(self._create, keys, args))
         if int(reply[0]) == 2:
             raise ResourceExhausted(
                 f"project {project} already has {reply[1]} operations not done; its limit is "
@@ -219,11 +230,12 @@ class OperationStore:
         }
         if take_lease is not None:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
-        before, after, attempt = self._transition(
-            keys=[self.keys.operation(project, operation_id), self.keys.expiry(),
-                  self.keys.leases(), self.keys.queued(), self.keys.events(project),
-                  self.keys.outbox(), self.keys.metrics()],
-            args=[json.dumps(args)],
+        before, after, attempt = self._write(
+            self._transition,
+            [self.keys.operation(project, operation_id), self.keys.expiry(),
+             self.keys.leases(), self.keys.queued(), self.keys.events(project),
+             self.keys.outbox(), self.keys.metrics()],
+            [json.dumps(args)],
         )
         return Transition(State(before) if before else None, State(after) if after else None,
                           int(attempt))
@@ -231,15 +243,38 @@ class OperationStore:
     def delete(self, project: str, operation_id: str) -> bool:
         """Forget an operation and every entry about it; True if it existed."""
         member = f"{project}/{operation_id}"
-        existed = self._delete(
-            keys=[self.keys.operation(project, operation_id), self.keys.index(project),
-                  self.keys.expiry(), self.keys.leases(), self.keys.queued(),
-                  self.keys.events(project), self.keys.metrics()],
-            args=[project, operation_id, member, self.keys.request(project, ""),
-                  operation_name(project, operation_id), self.keys.changes(),
-                  self.event_stream_max_length, now_micros(), self.retention_seconds,
-                  *_TERMINAL_FLAGS])
+        existed = self._write(
+            self._delete,
+            [self.keys.operation(project, operation_id), self.keys.index(project),
+             self.keys.expiry(), self.keys.leases(), self.keys.queued(),
+             self.keys.events(project), self.keys.metrics()],
+            [project, operation_id, member, self.keys.request(project, ""),
+             operation_name(project, operation_id), self.keys.changes(),
+             self.event_stream_max_length, now_micros(), self.retention_seconds,
+             *_TERMINAL_FLAGS])
         return bool(existed)
+
+    def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a writing script and return its reply. With `min_replicas`, the reply comes
+        only once that many replicas have the write (`WAIT`, on the script's own connection);
+        if they do not within `replication_timeout`, UNAVAILABLE (or, if not
+        `refuse_unreplicated`, a warning): a caller is never told of a write a failover
+        could lose."""
+        if not self.min_replicas:
+            return script(keys=keys, args=args)
+        with self.redis.pipeline(transaction=False) as pipe:
+            script(keys=keys, args=args, client=pipe)
+            pipe.wait(self.min_replicas, int(self.replication_timeout * 1000))
+            reply, replicas = pipe.execute()
+        if int(replicas) < self.min_replicas and not self.refuse_unreplicated:
+            log.warning("a store write reached %s of %d replicas in %gs", replicas,
+                        self.min_replicas, self.replication_timeout)
+        elif int(replicas) < self.min_replicas:
+            raise Unavailable(
+                f"the change reached {replicas} of the {self.min_replicas} store replica(s) "
+                "it must reach before it counts; retry", reason="STORE_REPLICAS_BEHIND",
+                metadata={"minReplicas": str(self.min_replicas)})
+        return reply
 
     def list_page(
         self,
@@ -363,12 +398,21 @@ class OperationStore:
         return State(value) if value else None
 
 
-def operation_store(settings: Settings, client: redis.Redis | None = None) -> OperationStore:
-    """The operation store of this deployment, on `client` or on a client of its Redis URL."""
+def operation_store(settings: Settings, client: redis.Redis | None = None, *,
+                    patient: bool = False) -> OperationStore:
+    """The operation store of this deployment, on `client` or on a client of its store.
+
+    `patient` is for workers (see `store_client`): they wait out an outage, and a write that
+    its replicas did not confirm in time is logged rather than refused, since the leases
+    recover what a failover loses.
+    """
     return OperationStore(
-        client if client is not None else redis_client(settings.redis_url),
+        client if client is not None else store_client(settings, patient=patient),
         Keys(settings.key_prefix),
         settings.retention_seconds,
         settings.max_queued_per_project,
         settings.event_stream_max_length,
+        min_replicas=settings.store_min_replicas,
+        replication_timeout=settings.store_replication_timeout_seconds,
+        refuse_unreplicated=not patient,
     )

@@ -13,13 +13,13 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from marshmallow import Schema, fields
 
 from core.config import Settings
-from core.connection import redis_client
+from core.connection import store_client
 from core.jobs import JobContext, job
 
 
 @cache
 def _redis() -> redis.Redis:
-    return redis_client(Settings.from_env().redis_url)
+    return store_client(Settings.from_env())
 
 
 def _key(kind: str, name: str) -> str:

@@ -16,13 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kombu.pools
 import psutil
@@ -30,25 +29,16 @@ import redis
 import requests
 
 from core.config import Settings, redis_configured
-from core.connection import redis_client
+from core.connection import store_client
 from core.embedded_redis import EmbeddedRedis, free_port
 from core.store import OperationStore, operation_store
+from tests.redis_deployments import SentinelDeployment, sentinel_deployment
+from tests.waiting import eventually
 from workers.celery_app import OpqueueCelery
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
-    """Return the first truthy `probe()`, checking until `timeout`; the probe is the signal."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what or probe}")
-        time.sleep(0.02)
+# How the store is deployed: one Redis, or a primary with replicas behind sentinels.
+TOPOLOGIES = ("standalone", "sentinel")
 
 
 def procfile_command(kind: str) -> list[str]:
@@ -121,6 +111,19 @@ def drop_broker_connections(broker_url: str) -> None:
     kombu.pools.reset()  # this process's pooled connections (remote control) were dropped too
 
 
+@contextmanager
+def store_deployment(workdir: Path, topology: str = "standalone"
+                     ) -> Iterator[tuple[dict[str, str], SentinelDeployment | None]]:
+    """The environment naming a store of `topology` (see TOPOLOGIES), and its replicated
+    deployment if it has one, for the duration."""
+    if topology == "sentinel":
+        with sentinel_deployment(workdir / "sentinel") as deployment:
+            yield deployment.env, deployment
+        return
+    with redis_url(workdir) as url:
+        yield {"REDIS_URL": url}, None
+
+
 @dataclass
 class Stack:
     """One opqueue deployment under a private key prefix: API, workers, store."""
@@ -128,6 +131,7 @@ class Stack:
     redis_url: str
     workdir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    replicated: SentinelDeployment | None = None  # the store's nodes, in sentinel mode
     prefix: str = field(default_factory=lambda: f"opqueue-test-{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -160,6 +164,10 @@ class Stack:
     def store(self) -> OperationStore:
         """A store client of this stack's Redis and prefix."""
         return operation_store(self.settings)
+
+    def redis(self) -> redis.Redis:
+        """A client of this stack's store (its primary, whatever the topology)."""
+        return store_client(self.settings)
 
     def start_web(self) -> None:
         """Start the Procfile's `web` command and wait for /readyz."""
@@ -208,7 +216,7 @@ class Stack:
         """Stop every process and delete every key under the prefix."""
         for name in list(self.processes):
             self.stop(name)
-        client = redis_client(self.redis_url)
+        client = self.redis()
         for key in client.scan_iter(match=f"{self.prefix}:*", count=1000):
             client.delete(key)
         client.close()
@@ -266,11 +274,12 @@ def _in_state(operation: dict[str, Any], states: tuple[str, ...]) -> dict[str, A
 
 @contextmanager
 def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
-                  **extra_env: str) -> Iterator[Stack]:
-    """A whole deployment (web plus `workers`), torn down and cleaned afterwards."""
+                  topology: str = "standalone", **extra_env: str) -> Iterator[Stack]:
+    """A whole deployment (web plus `workers`) on a store of `topology`, torn down and
+    cleaned afterwards."""
     with ExitStack() as cleanup:
-        url = cleanup.enter_context(redis_url(workdir))
-        stack = Stack(url, workdir, dict(extra_env))
+        store, replicated = cleanup.enter_context(store_deployment(workdir, topology))
+        stack = Stack(store["REDIS_URL"], workdir, {**store, **extra_env}, replicated)
         cleanup.callback(stack.close)
         stack.start_web()
         for name in workers:
@@ -308,6 +317,6 @@ def gate_key(stack: Stack, gate: str) -> str:
 
 def open_gate(stack: Stack, gate: str, times: int = 1) -> None:
     """Let `times` waiting `test.gate` / `test.steps` steps through."""
-    client: redis.Redis = redis_client(stack.redis_url)
+    client = stack.redis()
     client.rpush(gate_key(stack, gate), *["go"] * times)
     client.close()

@@ -22,6 +22,7 @@ from core.record import encode_json
 from core.store import OperationStore, operation_store
 from workers.context import OperationContext
 from workers.supervisor import Supervisor
+from workers.transport import transport_for
 
 
 def broker_config(settings: Settings) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def broker_config(settings: Settings) -> dict[str, Any]:
             # opqueue has no message priorities: one list per queue, which workers can take
             # from atomically (workers/transport.py).
             "priority_steps": [0],
+            # Sentinel mode: the name the sentinels know the primary by.
+            **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
         }}
     # A replicated, durable quorum queue; its delivery limit drops a message that kills
     # every worker taking it (the leases end its operation ABORTED long before). A topic
@@ -83,8 +86,9 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
 
     @cached_property
     def store(self) -> OperationStore:
-        """The operation store, connected on first use (after the pool forks)."""
-        return operation_store(self.settings)
+        """The operation store, connected on first use (after the pool forks); patient, so
+        that a job rides out a failover of the store's primary."""
+        return operation_store(self.settings, patient=True)
 
     def register_jobs(self, registry: JobRegistry) -> OpqueueCelery:
         """Make every registered job type a Celery task of the same name."""
@@ -124,8 +128,9 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
 
     app = OpqueueCelery(settings).register_jobs(
         default_registry.load_modules(settings.job_modules))
-    if settings.redis_broker:
-        app.conf.broker_transport = "workers.transport:WorkerTransport"
+    transport = transport_for(settings, "Worker")
+    if transport:
+        app.conf.broker_transport = transport
     return app
 
 

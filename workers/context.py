@@ -21,7 +21,7 @@ from core import record
 from core.errors import Cancelled, InvalidArgument
 from core.names import operation_name
 from core.states import Event, State
-from core.store import OperationStore
+from core.store import UNREACHABLE, OperationStore
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ class OperationContext:
                 self._timer = threading.Timer(self._next_flush - now, self._flush_later)
                 self._timer.daemon = True
                 self._timer.start()
-        if due:
-            self.flush()
-        elif not self._cancel_requested and now >= self._next_check:
-            self._next_check = now + CHECK_INTERVAL
-            self._cancel_requested = self.cancelled
+        try:
+            if due:
+                self.flush()
+            elif not self._cancel_requested and now >= self._next_check:
+                self._next_check = now + CHECK_INTERVAL
+                self._cancel_requested = self.cancelled
+        except UNREACHABLE as exc:  # a store outage is not the job's failure: go on
+            log.warning("could not reach the store to report progress of %s (%s); the job "
+                        "goes on", self.operation_name, type(exc).__name__)
         if self._cancel_requested:
             raise Cancelled("the operation was cancelled at the caller's request")
 
@@ -99,8 +103,12 @@ class OperationContext:
             if fields is None:
                 return
             self._next_flush = time.monotonic() + FLUSH_INTERVAL
-            moved = self._store.apply(self._project, self._operation_id, Event.PROGRESS,
-                                      fields)
+            try:
+                moved = self._store.apply(self._project, self._operation_id, Event.PROGRESS,
+                                          fields)
+            except UNREACHABLE:
+                self._pending = fields  # the next flush writes it, unless a newer one comes
+                raise
             if moved.before in CANCEL_REQUESTED:
                 self._cancel_requested = True
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 from core.config import Settings
 from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
-from workers.transport import TaskMessage
+from workers.transport import TaskMessage, transport_for
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -38,8 +38,9 @@ class Dispatcher:
     def from_settings(cls, settings: Settings) -> Dispatcher:
         """A dispatcher with its own producer-only Celery app."""
         celery = OpqueueCelery(settings)
-        if settings.redis_broker:
-            celery.conf.broker_transport = "workers.transport:PublishingTransport"
+        transport = transport_for(settings, "Publishing")
+        if transport:
+            celery.conf.broker_transport = transport
         return cls(celery, shares_store=settings.broker_shares_store)
 
     def messages(self, submissions: Sequence[Submission]) -> list[TaskMessage]:

@@ -13,6 +13,10 @@ Each tick it:
 - publishes the task outbox's entries that their API process did not (workers/relay.py);
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
+
+It recovers other nodes' work only once the store has answered for a whole lease: after an
+outage (a primary failing over), when every lease looks expired, each live node first gets
+a lease's time to renew its own.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import signal
 from time import monotonic, time
 from typing import Any
 
-import redis
 from celery import bootsteps
 from celery.worker import state as worker_state
 
@@ -30,6 +33,7 @@ from core import record
 from core.errors import Aborted
 from core.names import operation_name
 from core.states import LEASED, Event, State
+from core.store import UNREACHABLE, OperationStore, operation_store
 from core.task_outbox import TaskOutbox
 from core.timestamps import now_micros
 from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
@@ -50,9 +54,13 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         self._webhooks: WebhookSender | None = None
         self._relay: Relay | None = None
         self._landed_since: dict[Landed, float] = {}  # when this node first saw each one
+        self._store: OperationStore | None = None
+        self._reachable_since: float | None = None  # monotonic time of the store's last return
 
     def start(self, worker: Any) -> None:
         interval = worker.app.settings.supervise_interval_seconds
+        # Not the jobs' patient store: an outage skips a tick instead of stalling the timer.
+        self._store = operation_store(worker.app.settings)
         self._webhooks = WebhookSender(worker.app)
         settings = worker.app.settings
         if not settings.broker_shares_store:  # else each message is queued with its operation
@@ -60,7 +68,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             # imports this one.
             from workers.dispatch import Dispatcher
             self._relay = Relay(Dispatcher.from_settings(settings),
-                                TaskOutbox.of(worker.app.store, settings))
+                                TaskOutbox.of(self.store, settings))
         self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
@@ -73,23 +81,38 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         """One round of supervision; a Redis outage just skips it."""
         try:
             self._watch_own_jobs(worker)
-            self._recover_lost_jobs(worker)
-            if worker.app.settings.redis_broker:  # others keep no taken message in reach
-                self._recover_stranded_messages(worker)
-                self._recover_landed_messages(worker)
+            if self._store_answered_for_a_lease(worker):
+                self._recover_lost_jobs(worker)
+                if worker.app.settings.redis_broker:  # others keep no taken message in reach
+                    self._recover_stranded_messages(worker)
+                    self._recover_landed_messages(worker)
             if self._relay is not None:
                 self._relay.pump()
-            worker.app.store.reap_expired()
+            self.store.reap_expired()
             if self._webhooks is not None:
                 self._webhooks.pump()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNREACHABLE as exc:
+            self._reachable_since = None
             log.warning("supervisor cannot reach Redis (%s); will retry", type(exc).__name__)
+
+    @property
+    def store(self) -> OperationStore:
+        """The store this supervisor reads and writes (once started)."""
+        assert self._store is not None, "the supervisor has not started"
+        return self._store
+
+    def _store_answered_for_a_lease(self, worker: Any) -> bool:
+        now = monotonic()
+        if self._reachable_since is None:
+            self._reachable_since = now
+        lease: float = worker.app.settings.lease_seconds
+        return now - self._reachable_since >= lease
 
     def _watch_own_jobs(self, worker: Any) -> None:
         running = [r for r in list(worker_state.active_requests) if "project" in r.kwargs]
         if not running:
             return
-        store, settings = worker.app.store, worker.app.settings
+        store, settings = self.store, worker.app.settings
         refs = [(r.kwargs["project"], r.id) for r in running]
         store.renew_leases(refs, settings.lease_seconds)
         grace = int(settings.cancel_grace_seconds * 1_000_000)
@@ -103,15 +126,15 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         project = request.kwargs["project"]
         grace = worker.app.settings.cancel_grace_seconds
         message = f"cancelled: terminated after ignoring the request for {grace:g}s"
-        worker.app.store.apply(project, request.id, Event.CONFIRM_CANCEL,
-                               {record.STATUS_MESSAGE: message})
+        self.store.apply(project, request.id, Event.CONFIRM_CANCEL,
+                         {record.STATUS_MESSAGE: message})
         worker_state.revoked.add(request.id)  # a redelivered copy is skipped too
         request.terminate(worker.pool, signal=signal.SIGKILL)
         log.info("terminated %s: it ignored its cancellation for the grace period",
                  operation_name(project, request.id))
 
     def _recover_lost_jobs(self, worker: Any) -> None:
-        store = worker.app.store
+        store = self.store
         for project, operation_id in store.expired_leases():
             name = operation_name(project, operation_id)
             # A zero-length lease: applies only if nobody renewed it meanwhile.
@@ -136,7 +159,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         # died. (A pool process's death releases the operation moments before Celery requeues
         # the message: that one is left to Celery.) Should the node be alive after all, the
         # lease refuses a second run.
-        store, lease = worker.app.store, worker.app.settings.lease_seconds
+        store, lease = self.store, worker.app.settings.lease_seconds
         now = time()
         for message in stranded(worker.app, lease):
             if message.eta is not None and message.eta > now - lease:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from time import monotonic, time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -39,6 +40,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from core.config import Settings
 from core.connection import register_lua
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,16 @@ class WorkerTransport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """`Channel` on the primary the sentinels name, found again after a failover."""
+
+
+class SentinelWorkerTransport(kombu_redis.SentinelTransport):
+    """`WorkerTransport` through Redis Sentinel (`sentinel://` broker URLs)."""
+
+    Channel = SentinelChannel
+
+
 class PublishingChannel(kombu_redis.Channel):
     """kombu's Redis channel with one client for its publishes, able to keep the messages
     it would publish instead (`capturing`)."""
@@ -240,3 +252,22 @@ class PublishingTransport(kombu_redis.Transport):
     """The Redis transport with `PublishingChannel`: what the API publishes through."""
 
     Channel = PublishingChannel
+
+
+class SentinelPublishingChannel(PublishingChannel, kombu_redis.SentinelChannel):
+    """`PublishingChannel` on the primary the sentinels name."""
+
+
+class SentinelPublishingTransport(kombu_redis.SentinelTransport):
+    """`PublishingTransport` through Redis Sentinel (`sentinel://` broker URLs)."""
+
+    Channel = SentinelPublishingChannel
+
+
+def transport_for(settings: Settings, role: str) -> str | None:
+    """The import path of our transport for `role` ("Worker" or "Publishing") on the
+    deployment's broker; None for brokers that are not Redis (kombu's own serve them)."""
+    if not settings.redis_broker:
+        return None
+    sentinel = urlsplit(settings.effective_broker_url).scheme == "sentinel"
+    return f"workers.transport:{'Sentinel' if sentinel else ''}{role}Transport"

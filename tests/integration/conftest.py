@@ -57,8 +57,17 @@ def broker_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack"), **SESSION_ENV) as deployment:
+def topology(request: pytest.FixtureRequest) -> str:
+    """How the store is deployed: one Redis, unless a module asks for each of TOPOLOGIES
+    with `pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)`."""
+    return str(getattr(request, "param", "standalone"))
+
+
+@pytest.fixture(scope="session")
+def stack(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The deployment most tests share, on a store of `topology`."""
+    with running_stack(tmp_path_factory.mktemp(f"stack-{topology}"), topology=topology,
+                       **SESSION_ENV) as deployment:
         yield deployment
 
 

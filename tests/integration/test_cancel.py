@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import broker_env, on_each_broker
-from tests.stack import Api, Stack, eventually, open_gate, running_stack
+from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate, running_stack
+
+# Each test runs on one Redis and on a primary with replicas behind sentinels.
+pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
 
 
 def cancel(api: Api, name: str) -> None:
@@ -28,9 +31,11 @@ def assert_cancelled(operation: dict[str, object]) -> None:
 
 
 @pytest.fixture(params=["redis"])
-def bare_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+def bare_stack(request: pytest.FixtureRequest, tmp_path: Path,
+               topology: str) -> Iterator[Stack]:
     """A deployment of its own that starts with no worker at all."""
-    with running_stack(tmp_path, workers=(), **broker_env(request)) as deployment:
+    with running_stack(tmp_path, workers=(), topology=topology,
+                       **broker_env(request)) as deployment:
         yield deployment
 
 

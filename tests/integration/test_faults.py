@@ -20,6 +20,7 @@ from core.connection import redis_client
 from core.states import Event
 from tests.integration.conftest import broker_env, on_each_broker
 from tests.stack import (
+    TOPOLOGIES,
     Api,
     Stack,
     drop_broker_connections,
@@ -39,13 +40,21 @@ FAULT_ENV = {
 }
 
 
+# Lost workers are recovered the same way whatever the store's topology, and on each
+# broker (RabbitMQ with the store on one Redis).
+ON_EVERY_TOPOLOGY_AND_BROKER = pytest.mark.parametrize(
+    ("topology", "fault_stack"),
+    [(topology, "redis") for topology in TOPOLOGIES] + [("standalone", "rabbitmq")],
+    indirect=True)
+
+
 @pytest.fixture(scope="module", params=["redis"])
-def fault_stack(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fault_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                topology: str) -> Iterator[Stack]:
     """A deployment with short leases and no worker, on Redis unless a test asks for
     each broker (`on_each_broker`)."""
-    with running_stack(tmp_path_factory.mktemp("faults"), workers=(), **FAULT_ENV,
-                       **broker_env(request)) as stack:
+    with running_stack(tmp_path_factory.mktemp(f"faults-{topology}"), workers=(),
+                       topology=topology, **FAULT_ENV, **broker_env(request)) as stack:
         yield stack
 
 
@@ -71,7 +80,7 @@ def api(fault_stack: Stack) -> Api:
 
 
 def runs(stack: Stack, gate: str) -> int:
-    client = redis_client(stack.redis_url)
+    client = stack.redis()
     count = int(client.get(f"{stack.prefix}:runs:{gate}") or 0)
     client.close()
     return count
@@ -83,7 +92,7 @@ def running_pid(api: Api, name: str) -> int:
     return int(operation["metadata"]["details"]["pid"])
 
 
-@on_each_broker("fault_stack")
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_killed_pool_process_job_is_redelivered_and_completes(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "a", concurrency=2)
@@ -101,7 +110,7 @@ def test_a_killed_pool_process_job_is_redelivered_and_completes(
     assert runs(fault_stack, gate) == 2
 
 
-@on_each_broker("fault_stack")
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "doomed")
@@ -117,7 +126,7 @@ def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
     assert api.wait(operation["name"])["metadata"]["state"] == "SUCCEEDED"
 
 
-@on_each_broker("fault_stack")
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "b", concurrency=2)
@@ -131,7 +140,7 @@ def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
     assert runs(fault_stack, gate) == 1
 
 
-@on_each_broker("fault_stack")
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_that_keeps_killing_its_worker_is_aborted_after_the_redeliveries(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "c", concurrency=2)

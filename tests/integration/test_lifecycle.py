@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import requests
 
-from tests.stack import Api, Stack, open_gate
+from tests.stack import TOPOLOGIES, Api, Stack, open_gate
+
+# Each test runs on one Redis and on a primary with replicas behind sentinels.
+pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
 
 
 def test_a_job_runs_from_pending_through_running_to_succeeded(broker_api: Api) -> None:

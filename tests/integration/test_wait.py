@@ -7,8 +7,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from core.connection import redis_client
-from tests.stack import Api, Stack, eventually, open_gate
+import pytest
+
+from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate
+
+# Each test runs on one Redis and on a primary with replicas behind sentinels.
+pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
 
 
 def test_wait_returns_once_the_operation_is_done(api: Api, stack: Stack) -> None:
@@ -61,7 +65,7 @@ def test_two_hundred_concurrent_waiters_hold_no_redis_connection_each(api: Api,
             local.api = Api(api.base, api.project)
         return eventually(lambda: (op := local.api.wait(name, "60s"))["done"] and op)
 
-    redis = redis_client(stack.redis_url)
+    redis = stack.redis()
     with ThreadPoolExecutor(max_workers=len(waiters)) as pool:
         futures = [pool.submit(wait, name) for name in waiters]
         eventually(lambda: stack.web_connections() >= len(waiters),

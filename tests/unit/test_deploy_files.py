@@ -5,11 +5,12 @@ from typing import Any
 
 import yaml
 
+from core.config import Settings
 from tests.stack import ROOT, procfile_command
 
 
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
     return loaded
 
 
@@ -49,6 +50,24 @@ def test_the_image_installs_every_package_it_runs() -> None:
 
 def test_make_installs_the_service_and_the_tools() -> None:
     assert "pip install --quiet -e '.[server,dev]'" in (ROOT / "Makefile").read_text()
+
+
+def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:
+    base, overlay = compose()["services"], compose("docker-compose.sentinel.yml")["services"]
+    for name in ("web", "worker"):
+        settings = Settings.from_env(overlay[name]["environment"])
+        assert settings.redis_mode == "sentinel"
+        assert settings.broker_shares_store  # the Celery broker follows the primary too
+        for address in settings.sentinels:
+            host, _, port = address.partition(":")
+            sentinel = " ".join(yaml_command(overlay[host]["command"]))
+            assert f"port {port}" in sentinel
+            assert "--sentinel" in sentinel
+            assert f"sentinel monitor {settings.sentinel_master} redis 6379 2" in sentinel
+    assert "redis" in base  # the base file's Redis is the first primary
+    for replica in ("replica1", "replica2"):
+        command = overlay[replica]["command"]
+        assert command[command.index("--replicaof") + 1:][:2] == ["redis", "6379"]
 
 
 def test_the_rabbitmq_compose_file_puts_web_and_workers_on_a_durable_rabbitmq() -> None:

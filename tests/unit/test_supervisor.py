@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+import redis
 
 from core import names, record
 from core.config import Settings
@@ -29,6 +31,7 @@ def recover(store: OperationStore, held: list[InFlight], monkeypatch: pytest.Mon
     monkeypatch.setattr(supervisor, "stranded", lambda app, older_than: held)
     app = SimpleNamespace(store=store, settings=Settings(lease_seconds=LEASE))
     step = supervisor.Supervisor(SimpleNamespace())
+    step._store = store
     step._recover_stranded_messages(SimpleNamespace(app=app))
 
 
@@ -81,3 +84,28 @@ def test_a_retry_waiting_for_its_countdown_stays_until_a_lease_past_it(
     long_due = InFlight("c", pending(store, 1), "demo", eta=now - 2 * LEASE)
     recover(store, [waiting, just_due, long_due], monkeypatch)
     assert restored == [long_due]
+
+
+def test_other_nodes_jobs_are_recovered_only_once_the_store_answered_for_a_lease(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a store outage every lease looks expired; live nodes first get a lease to renew.
+    clock = [100.0]
+    monkeypatch.setattr(supervisor, "monotonic", lambda: clock[0])
+    worker = SimpleNamespace(app=SimpleNamespace(settings=Settings(lease_seconds=LEASE)))
+    step = supervisor.Supervisor(SimpleNamespace())
+    assert not step._store_answered_for_a_lease(worker)  # just started: wait a lease
+    clock[0] += LEASE
+    assert step._store_answered_for_a_lease(worker)
+
+    class Unreachable:
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            def call(*args: object) -> None:
+                raise redis.ConnectionError("the primary is gone")
+            return call
+
+    step._store = Unreachable()  # type: ignore[assignment]
+    step.tick(worker)  # a tick that cannot reach the store starts the count again
+    clock[0] += 1
+    assert not step._store_answered_for_a_lease(worker)
+    clock[0] += LEASE
+    assert step._store_answered_for_a_lease(worker)
