@@ -72,16 +72,19 @@ def stack(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_stack(tmp_path_factory: pytest.TempPathFactory, rabbitmq: str) -> Iterator[Stack]:
+def rabbitmq_stack(topology: str, tmp_path_factory: pytest.TempPathFactory,
+                   rabbitmq: str) -> Iterator[Stack]:
     """The session's deployment again, on RabbitMQ."""
-    with running_stack(tmp_path_factory.mktemp("rabbitmq-stack"), **SESSION_ENV,
+    with running_stack(tmp_path_factory.mktemp(f"rabbitmq-stack-{topology}"),
+                       topology=topology, **SESSION_ENV,
                        OPQUEUE_BROKER_URL=rabbitmq) as deployment:
         yield deployment
 
 
 @pytest.fixture(params=BROKERS)
-def broker_stack(request: pytest.FixtureRequest) -> Stack:
-    """The session's deployment on each broker in turn: a test using it runs on both."""
+def broker_stack(request: pytest.FixtureRequest, topology: str) -> Stack:
+    """The session's deployment (on a store of `topology`) on each broker in turn: a test
+    using it runs on both."""
     found: Stack = request.getfixturevalue("stack" if request.param == "redis"
                                            else "rabbitmq_stack")
     return found
