@@ -10,11 +10,15 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
+# pip shows its own progress (the first install takes a minute or two). setuptools' note on
+# editable installs is for package authors, not for someone starting opqueue: filtered out.
 $(STAMP): pyproject.toml
+	@echo "opqueue: installing into $(VENV) (first time only, a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
-	touch $(STAMP)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install \
+		--progress-bar on -e '.[server,dev]'
+	@touch $(STAMP)
 
 run: install
 	$(BIN)/python scripts/run.py

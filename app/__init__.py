@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     app.extensions["opqueue"] = Services(
         settings=settings,
         store=store,
-        registry=registry or default_registry.load_modules(settings.job_modules),
+        registry=registry or default_registry.load_modules(settings.job_modules, settings.job_path),
         dispatcher=dispatcher,
         submitter=Submitter(settings, store, dispatcher, webhooks),
         page_tokens=PageTokens(store.shared_secret),

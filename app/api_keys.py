@@ -2,16 +2,11 @@
 
 Keys are configured outside the code (`OPQUEUE_API_KEYS_FILE`, or the same JSON in
 `OPQUEUE_API_KEYS`) and stored only as SHA-256 digests; a presented key is compared with
-every configured digest in constant time. Mint a key with
-
-    python -m app.api_keys new --id ci-bot --role submitter --project demo
-
-which prints the key once and the entry to add to the keys file.
+every configured digest in constant time. `python -m app.new_api_key` mints a key.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
@@ -115,23 +110,3 @@ def new_key(key_id: str, role: Role, projects: list[str]) -> tuple[str, dict[str
     entry = {"id": key_id, "sha256": digest(key).hex(), "role": role.value,
              "projects": projects}
     return key, entry
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m app.api_keys new ...`: mint a key."""
-    parser = argparse.ArgumentParser(prog="python -m app.api_keys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    new = commands.add_parser("new", help="mint a key and print its keys-file entry")
-    new.add_argument("--id", required=True, help="a name for the key, e.g. ci-bot")
-    new.add_argument("--role", choices=[role.value for role in Role], default="submitter")
-    new.add_argument("--project", action="append", required=True,
-                     help="a project the key may act in (repeat; '*' for all)")
-    args = parser.parse_args(argv)
-    key, entry = new_key(args.id, Role(args.role), args.project)
-    print(f"key (shown once, give it to the caller): {key}")
-    print(f"add to the \"keys\" list of the keys file:\n{json.dumps(entry)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -46,7 +46,14 @@ class FullMatch(validate.Regexp):
         return value
 
 
-DURATION = FullMatch(DURATION_PATTERN, error="must be a duration such as '30s'")
+DURATION_HINT = "must be a duration such as '30s'"
+DURATION = FullMatch(DURATION_PATTERN, error=DURATION_HINT)
+
+
+def duration() -> fields.String:
+    """An optional duration such as "30s"; a number or any other value gets the same hint."""
+    return fields.String(load_default=None, validate=DURATION,
+                         error_messages={"invalid": DURATION_HINT})
 
 
 class NotifySchema(Schema):
@@ -71,7 +78,7 @@ class RunJobRequestSchema(Schema):
         values=fields.String(validate=FullMatch(
             LABEL_VALUE, error="label values are 0-63 lowercase letters, digits, _ or -")),
         load_default=dict)  # how many: OPQUEUE_MAX_LABELS, checked in app/request_limits.py
-    timeout = fields.String(load_default=None, validate=DURATION)
+    timeout = duration()
     notify = fields.Nested(NotifySchema, load_default=None)
 
 
@@ -85,7 +92,7 @@ class BatchRunJobsRequestSchema(Schema):
 class WaitOperationRequestSchema(Schema):
     """Body of `POST .../operations/{id}:wait`."""
 
-    timeout = fields.String(load_default=None, validate=DURATION)
+    timeout = duration()
 
 
 class CancelOperationRequestSchema(Schema):

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template, send_from_directory
+from flask import Blueprint, Response, redirect, render_template, send_from_directory, url_for
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response as BaseResponse
 
 from app.auth import public
 from core.codes import Code
@@ -54,6 +55,13 @@ def dashboard_tables() -> dict[str, Any]:
         "patterns": {"projectId": PROJECT_ID.pattern, "jobName": JOB_NAME.pattern,
                      "operationId": OPERATION_ID.pattern},
     }
+
+
+@bp.get("/")
+@public
+def home() -> BaseResponse:
+    """The service's root sends a browser to the dashboard."""
+    return redirect(url_for("ui.dashboard"))
 
 
 @bp.get("/ui/assets/<path:filename>")

@@ -43,6 +43,7 @@ class Settings:
     outbox_relay_after_seconds: float = 2.0  # a task message the API did not publish: relayed
     broker_delivery_limit: int = 20  # RabbitMQ: deliveries of one message before it is dropped
     job_modules: tuple[str, ...] = ("core.demo_jobs",)
+    job_path: str = ""  # where job modules are found besides installed packages; "": cwd
     host: str = "127.0.0.1"
     port: int = 8000
     web_processes: int = 2
@@ -67,6 +68,7 @@ class Settings:
     webhook_max_attempts: int = 8  # with exponential backoff from 1 s, capped at 5 minutes
     webhook_threads: int = 4  # concurrent deliveries per worker node
     data_dir: str = "var"  # where `make run` keeps the embedded Redis's data
+    embedded_redis_port: int = 16379  # `make run`'s embedded Redis, unless it is taken
 
     def __post_init__(self) -> None:
         if self.redis_mode == "cluster":

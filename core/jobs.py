@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -108,11 +111,33 @@ class JobRegistry:
     def __iter__(self) -> Iterator[JobSpec]:
         return iter(sorted(self.specs.values(), key=lambda spec: spec.name))
 
-    def load_modules(self, modules: Iterable[str]) -> JobRegistry:
-        """Import job modules so that their `job` decorators register into this registry."""
+    def load_modules(self, modules: Iterable[str], search_dir: str = "") -> JobRegistry:
+        """Import job modules so that their `job` decorators register into this registry.
+
+        `search_dir` (default: the working directory) is searched after the installed
+        packages, so a user's own modules there never shadow opqueue's.
+        """
+        directory = search_dir or os.getcwd()
+        if directory not in sys.path:
+            sys.path.append(directory)
         for module in modules:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise JobModuleError(module, exc) from exc
         return self
+
+
+class JobModuleError(ImportError):
+    """A job module listed in `OPQUEUE_JOB_MODULES` could not be imported."""
+
+    def __init__(self, module: str, cause: BaseException) -> None:
+        where = ""
+        frames = traceback.extract_tb(cause.__traceback__)
+        if not isinstance(cause, ModuleNotFoundError) and frames:
+            where = f" (at {frames[-1].filename}:{frames[-1].lineno})"
+        super().__init__(f"cannot import job module {module!r} listed in "
+                         f"OPQUEUE_JOB_MODULES: {type(cause).__name__}: {cause}{where}")
 
 
 registry = JobRegistry()

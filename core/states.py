@@ -35,6 +35,7 @@ class Event(StrEnum):
     REQUEST_CANCEL = "request_cancel"
     CONFIRM_CANCEL = "confirm_cancel"
     WORKER_LOST = "worker_lost"
+    HAND_BACK = "hand_back"
 
 
 TRANSITIONS: dict[Event, dict[State, State]] = {
@@ -55,6 +56,9 @@ TRANSITIONS: dict[Event, dict[State, State]] = {
     Event.REQUEST_CANCEL: {State.PENDING: State.CANCELLED, State.RUNNING: State.CANCELLING},
     # The worker running the job died; its message is redelivered.
     Event.WORKER_LOST: {State.RUNNING: State.PENDING, State.CANCELLING: State.CANCELLED},
+    # A stopping worker (warm shutdown) gave the job back; it is queued again, and this run
+    # is not counted as a redelivery.
+    Event.HAND_BACK: {State.RUNNING: State.PENDING, State.CANCELLING: State.CANCELLED},
     Event.CONFIRM_CANCEL: {
         State.PENDING: State.CANCELLED,
         State.RUNNING: State.CANCELLED,

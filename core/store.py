@@ -196,15 +196,16 @@ class OperationStore:
         fields: dict[str, Any] | None = None,
         *,
         increment: tuple[str, ...] = (),
+        decrement: tuple[str, ...] = (),
         take_lease: float | None = None,
     ) -> Transition:
         """Apply `event` atomically if the operation's current state allows it.
 
-        `increment` names counter fields to add one to. `take_lease` (seconds) takes the
-        operation's lease, which a started operation grants only once its holder's lease
-        has expired; a zero-length lease thus applies an event only to an abandoned one.
-        Should the client retry the call after losing its reply, the retry gets the same
-        answer and applies nothing twice.
+        `increment` names counter fields to add one to, `decrement` those to take one from.
+        `take_lease` (seconds) takes the operation's lease, which a started operation grants
+        only once its holder's lease has expired; a zero-length lease thus applies an event
+        only to an abandoned one. Should the client retry the call after losing its reply,
+        the retry gets the same answer and applies nothing twice.
         """
         now = now_micros()
         args = {
@@ -226,6 +227,7 @@ class OperationStore:
             "channel": self.keys.changes(),
             "name": operation_name(project, operation_id),
             "incr": list(increment),
+            "decr": list(decrement),
             "fields": {name: str(value) for name, value in (fields or {}).items()},
         }
         if take_lease is not None:

@@ -170,10 +170,20 @@ def wait(client: Client, name: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the Operation as JSON.")
 @click.pass_obj
-def get(client: Client, name: str) -> None:
-    """Print operation NAME as JSON."""
-    click.echo(json.dumps(client.get(name).raw, indent=2))
+def get(client: Client, name: str, as_json: bool) -> None:
+    """Show operation NAME: its state and progress, and its value or error once done."""
+    operation = client.get(name)
+    if as_json:
+        click.echo(dump(operation))
+        return
+    click.echo(f"{row(operation)}  {operation.status_message}".rstrip())
+    if operation.done:
+        try:
+            click.echo(json.dumps(operation.result()))
+        except OpqueueError as exc:
+            click.echo(str(exc))
 
 
 @main.command("list")
@@ -185,13 +195,7 @@ def get(client: Client, name: str) -> None:
 def list_(client: Client, filter_: str, page_size: int | None, as_json: bool) -> None:
     """List the project's operations, newest first."""
     for operation in client.list(filter=filter_, page_size=page_size):
-        if as_json:
-            click.echo(dump(operation))
-        else:
-            created = operation.create_time.isoformat(timespec="seconds") \
-                if operation.create_time else ""
-            click.echo(f"{operation.id}  {operation.job:<16} {operation.state:<10} "
-                       f"{operation.progress_percent:>3}%  {created}")
+        click.echo(dump(operation) if as_json else row(operation))
 
 
 @main.command()
@@ -219,6 +223,14 @@ def jobs(client: Client, as_json: bool) -> None:
     """List the job types the API runs."""
     for job in client.jobs():
         click.echo(json.dumps(job) if as_json else f"{job['name']:<16} {job['description']}")
+
+
+def row(operation: Operation) -> str:
+    """The operation on one line: id, job, state, progress and when it was created."""
+    created = operation.create_time.isoformat(timespec="seconds") \
+        if operation.create_time else ""
+    return (f"{operation.id}  {operation.job:<16} {operation.state:<10} "
+            f"{operation.progress_percent:>3}%  {created}")
 
 
 def dump(operation: Operation) -> str:

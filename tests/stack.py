@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,21 @@ from workers.celery_app import OpqueueCelery
 ROOT = Path(__file__).resolve().parent.parent
 # How the store is deployed: one Redis, or a primary with replicas behind sentinels.
 TOPOLOGIES = ("standalone", "sentinel")
+
+
+def interruptible(script: Path, *args: str) -> list[str]:
+    """The command running Python `script` with SIGINT raising KeyboardInterrupt, as in a
+    terminal.
+
+    A suite started in the background (`make test &`, CI runners) has SIGINT ignored, and
+    children inherit that: Python then installs no KeyboardInterrupt handler at all.
+    """
+    return [sys.executable, "-c", _INTERRUPTIBLE, str(script), *args]
+
+
+_INTERRUPTIBLE = ("import runpy, signal, sys; "
+                  "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def procfile_command(kind: str) -> list[str]:
@@ -205,12 +220,20 @@ class Stack:
         """Stop one process (and wait for it)."""
         process = self.processes.pop(name)
         if process.poll() is None:
+            children: list[psutil.Process] = []
+            with suppress(psutil.NoSuchProcess):  # it may have exited just now
+                children = psutil.Process(process.pid).children(recursive=True)
             process.send_signal(sig)
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            # A killed node's pool dies with it; a stopped one's may take a moment.
+            _, alive = psutil.wait_procs(children, timeout=0 if sig == signal.SIGKILL else 5)
+            for child in alive:
+                with suppress(psutil.NoSuchProcess):
+                    child.kill()
 
     def close(self) -> None:
         """Stop every process and delete every key under the prefix."""

@@ -85,6 +85,7 @@ class OperationTask(Task):  # type: ignore[misc]
             # This delivery does not run, so it does not count as an attempt.
             self.app.store.apply(project, task_id, Event.FAIL, {
                 record.ERROR: record.encode_json(error.status()),
+                record.STATUS_MESSAGE: f"aborted: {error.message}",
                 record.ATTEMPT: moved.attempt - 1})
             log.warning("aborted %s: its worker was lost %d time(s)", name, redeliveries)
             raise Ignore()

@@ -15,6 +15,7 @@ from celery.signals import setup_logging
 
 from core import logs
 from core.config import Settings
+from core.errors import OperationError
 from core.jobs import JobRegistry, JobSpec
 from core.jobs import registry as default_registry
 from core.keyspace import Keys
@@ -98,7 +99,10 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
                 soft_time_limit=spec.timeout,
                 time_limit=spec.timeout + self.settings.cancel_grace_seconds,
                 max_retries=spec.max_retries, autoretry_for=spec.retry_on,
-                retry_backoff=True, retry_jitter=True, spec=spec)
+                retry_backoff=True, retry_jitter=True, spec=spec,
+                # A job's own OperationError (a cancellation included) is an outcome, logged
+                # as one INFO line; a traceback is kept for what no job meant to raise.
+                throws=(OperationError,))
         return self
 
 
@@ -127,7 +131,7 @@ def worker_app(settings: Settings | None = None) -> OpqueueCelery:
     setup_logging.connect(configure_logging, weak=False)  # instead of Celery's own setup
 
     app = OpqueueCelery(settings).register_jobs(
-        default_registry.load_modules(settings.job_modules))
+        default_registry.load_modules(settings.job_modules, settings.job_path))
     transport = transport_for(settings, "Worker")
     if transport:
         app.conf.broker_transport = transport

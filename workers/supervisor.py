@@ -139,15 +139,17 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             name = operation_name(project, operation_id)
             # A zero-length lease: applies only if nobody renewed it meanwhile.
             moved = store.apply(project, operation_id, Event.WORKER_LOST, {
-                record.STATUS_MESSAGE: "worker lost (it stopped renewing its lease); "
-                                       "redelivering"}, take_lease=0)
+                record.STATUS_MESSAGE: "its worker was lost (it stopped renewing its lease); "
+                                       "queued again"}, take_lease=0)
             if moved.after is State.PENDING:
                 if redeliver(worker.app, operation_id):
                     log.warning("worker running %s was lost; redelivered", name)
                     continue
-                store.apply(project, operation_id, Event.FAIL, {record.ERROR: record.encode_json(
-                    Aborted("the worker running the job was lost and its message is gone",
-                            reason="WORKER_LOST").status())})
+                error = Aborted("the worker running the job was lost and its message is gone",
+                                reason="WORKER_LOST")
+                store.apply(project, operation_id, Event.FAIL, {
+                    record.ERROR: record.encode_json(error.status()),
+                    record.STATUS_MESSAGE: f"aborted: {error.message}"})
                 log.warning("worker running %s was lost; no message left, aborted", name)
             elif moved.after is None and moved.before not in LEASED:
                 store.drop_lease(project, operation_id)  # finished or deleted meanwhile

@@ -5,7 +5,8 @@
 -- KEYS[6] webhook outbox   KEYS[7] metrics hash (core/metrics.py)
 -- ARGV[1] JSON: event, moves {from: to}, terminal {state: true}, leased {state: true},
 --         now (µs, string), expires_at (s), retention (s), member ('project/id'), project,
---         id, channel, name, stream_max, incr [field, ...], fields {name: value},
+--         id, channel, name, stream_max, incr [field, ...], decr [field, ...],
+--         fields {name: value},
 --         lease_until (µs, string, optional: take the lease; refused while another holds it),
 --         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms,
 --         token (random, one per call)
@@ -48,6 +49,7 @@ if args.lease_until then
 end
 redis.call('HSET', KEYS[1], unpack(pairs_to_set))
 for _, name in ipairs(args.incr) do redis.call('HINCRBY', KEYS[1], name, 1) end
+for _, name in ipairs(args.decr) do redis.call('HINCRBY', KEYS[1], name, -1) end
 local job = redis.call('HGET', KEYS[1], 'job')
 local function count(kind, label, by)
   redis.call('HINCRBY', KEYS[7], kind .. '|' .. job .. '|' .. label, by)

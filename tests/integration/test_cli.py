@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from opqueue.cli import Exit, main
 from opqueue.client import Cancelled, Client, NotFound
-from tests.stack import Api, Stack, open_gate
+from tests.stack import Api, Stack, interruptible, open_gate
 
 SCRIPT = Path(sys.executable).parent / "opqueue"
 TIMEOUT = 60
@@ -48,9 +48,9 @@ class Lines:
     """A running `opqueue` whose stderr is read line by line as it comes."""
 
     def __init__(self, api: Api, *args: str) -> None:
-        self.process = subprocess.Popen([str(SCRIPT), *args], env=environment(api), text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(interruptible(SCRIPT, *args), env=environment(api),
+                                        text=True, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True).start()
@@ -152,7 +152,11 @@ def test_json_output_parses(api: Api) -> None:
     assert waited.exit_code == Exit.OK
     final = json.loads(waited.stdout)  # one JSON document, nothing else on stdout
     assert (final["done"], final["metadata"]["state"]) == (True, "SUCCEEDED")
-    assert json.loads(invoke(api, "get", submitted["name"]).stdout) == final
+    assert json.loads(invoke(api, "get", submitted["name"], "--json").stdout) == final
+    shown = invoke(api, "get", submitted["name"]).stdout.splitlines()
+    assert shown[0].startswith(submitted["name"].rpartition("/")[2])
+    assert shown[0].split()[1:4] == ["demo.sleep", "SUCCEEDED", "100%"]
+    assert json.loads(shown[1]) == {"slept": 0, "steps": 10}
 
 
 def test_list_with_a_filter(api: Api) -> None:

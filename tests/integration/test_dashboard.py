@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -149,6 +150,33 @@ def test_the_dashboard_follows_progress_live_and_cancels(watched: Watched, stack
     listed = [url for kind, url, _ in watched.requests
               if kind == "fetch" and "/operations?" in url]
     assert any("metadata.job+%3D+%22test.steps%22" in url for url in listed), listed
+
+
+def test_the_first_page_shows_it_is_loading_not_that_there_is_nothing(
+        watched: Watched, stack: Stack, api: Api) -> None:
+    from playwright.sync_api import Route, expect
+
+    page = watched.page
+    listing = f"/v1/projects/{api.project}/operations"
+    held: list[Route] = []  # the first listing, answered only once the page was looked at
+
+    def is_listing(url: str) -> bool:
+        return urlsplit(url).path == listing
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(is_listing, hold)
+    with page.expect_request(lambda request: is_listing(request.url)):
+        page.goto(f"{stack.base_url}/ui?project={api.project}")
+    expect(page.locator("#loading")).to_be_visible()
+    expect(page.locator("#empty")).to_be_hidden()
+    assert held, "the listing was not held"
+    page.unroute(is_listing)
+    for route in held:
+        route.continue_()
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#loading")).to_be_hidden()
 
 
 def test_a_filtered_view_follows_operations_in_and_out(watched: Watched, stack: Stack,

@@ -59,3 +59,26 @@ def test_worker_logs_are_json_naming_the_operation_and_job(api: Api, stack: Stac
     about = [line for line in lines if line.get("operation") == name]
     assert {line["message"] for line in about} >= {f"succeeded {name}"}
     assert all(line["job"] == "demo.sleep" for line in about)
+
+
+def test_an_expected_outcome_is_one_line_and_only_the_unexpected_has_a_traceback(
+        api: Api, stack: Stack) -> None:
+    expected = api.wait(api.run("demo.fail", {"code": "NOT_FOUND"})["name"])["name"]
+    gate = uuid.uuid4().hex
+    cancelled = api.run("test.steps", {"gate": gate, "steps": 2})["name"]
+    api.state_becomes(cancelled, "RUNNING")
+    api.http.post(f"{api.base}/v1/{cancelled}:cancel", json={}, timeout=10)
+    open_gate(stack, gate)
+    api.state_becomes(cancelled, "CANCELLED")
+    unexpected = api.wait(api.run("demo.fail", {"unexpected": True})["name"])["name"]
+
+    def about(name: str) -> list[dict[str, str]]:
+        return [line for node in ("w1", "w2") for text in stack.log(node).splitlines()
+                if text.startswith("{") and (line := json.loads(text)).get("operation") == name]
+
+    for name in (expected, cancelled):
+        assert {line["level"] for line in about(name)} <= {"INFO", "WARNING"}, about(name)
+        assert not any("exc_info" in line for line in about(name))
+    errors = [line for line in about(unexpected) if line["level"] == "ERROR"]
+    assert errors
+    assert any("RuntimeError" in line.get("exc_info", "") for line in errors)

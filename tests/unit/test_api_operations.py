@@ -186,10 +186,16 @@ def test_wait_returns_the_current_state_when_the_timeout_passes(client: FlaskCli
     assert got["done"] is False
 
 
-def test_wait_rejects_a_bad_timeout(client: FlaskClient) -> None:
+@pytest.mark.parametrize("timeout", ["-1s", 0, 30, ["30s"]])
+def test_wait_rejects_a_bad_timeout_saying_what_a_duration_is(client: FlaskClient,
+                                                              timeout: Any) -> None:
     operation = submit(client)
-    answer = client.post(f"/v1/{operation['name']}:wait", json={"timeout": "-1s"})
+    answer = client.post(f"/v1/{operation['name']}:wait", json={"timeout": timeout})
     assert answer.status_code == 400
+    violations = answer.get_json()["error"]["details"]
+    assert any(violation.get("fieldViolations") == [
+        {"field": "timeout", "description": "must be a duration such as '30s'"}]
+        for violation in violations), violations
 
 
 def list_all(client: FlaskClient, project: str = "demo", **query: Any) -> list[str]:

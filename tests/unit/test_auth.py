@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from app.api_keys import KeyRing, Role, main, new_key
+from app.api_keys import KeyRing, Role, new_key
+from app.new_api_key import main
 from core.config import Settings
 from core.jobs import registry
 from tests.fakes import RecordingDispatcher
@@ -165,7 +168,7 @@ def test_without_keys_only_loopback_clients_are_served(
 
 
 def test_keys_are_stored_as_digests_and_matched(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["new", "--id", "ci", "--role", "reader", "--project", "demo"])
+    main(["--id", "ci", "--role", "reader", "--project", "demo"])
     printed = capsys.readouterr().out
     key = printed.split("give it to the caller): ")[1].split()[0]
     entry = json.loads(printed.strip().splitlines()[-1])
@@ -181,3 +184,11 @@ def test_a_broken_keys_configuration_does_not_echo_it() -> None:
     with pytest.raises(ValueError, match="invalid") as raised:
         KeyRing.parse('{"keys": [{"id": "x", "sha256": "opq_secret-by-mistake"}]}')
     assert "opq_secret" not in str(raised.value)
+
+
+def test_minting_a_key_from_the_command_line_warns_of_nothing() -> None:
+    minted = subprocess.run([sys.executable, "-W", "error", "-m", "app.new_api_key",
+                             "--id", "ci", "--project", "demo"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (minted.returncode, minted.stderr) == (0, "")
+    assert minted.stdout.startswith("key (shown once, give it to the caller): opq_")

@@ -49,7 +49,8 @@ def test_the_image_installs_every_package_it_runs() -> None:
 
 
 def test_make_installs_the_service_and_the_tools() -> None:
-    assert "pip install --quiet -e '.[server,dev]'" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "python -m pip install \\\n\t\t--progress-bar on -e '.[server,dev]'" in makefile
 
 
 def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:

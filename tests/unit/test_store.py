@@ -82,6 +82,21 @@ def test_a_retried_transition_answers_as_the_first_run_and_applies_nothing_twice
                                                                                operation_id))
 
 
+def test_a_handed_back_run_is_queued_again_and_not_counted_as_an_attempt(
+        store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    first = store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
+                        take_lease=10)
+    assert first.attempt == 1
+    back = store.apply("demo", operation_id, Event.HAND_BACK, decrement=(record.ATTEMPT,))
+    assert (back.before, back.after, back.attempt) == (State.RUNNING, State.PENDING, 0)
+    assert store.redis.zscore(store.keys.leases(), f"demo/{operation_id}") is None
+    # The next worker takes it at once (no lease to wait out), as the same attempt.
+    again = store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
+                        take_lease=10)
+    assert (again.before, again.after, again.attempt) == (State.PENDING, State.RUNNING, 1)
+
+
 def test_request_ids_are_per_project(store: OperationStore) -> None:
     request_id = names.new_operation_id()
     first, _ = store.create("one", names.new_operation_id(), "demo.sleep", request_id=request_id)

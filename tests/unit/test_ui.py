@@ -70,6 +70,12 @@ def test_the_pages_are_served_as_html_with_a_strict_policy(client: FlaskClient,
     assert policy["form-action"] == "'none'"  # no form can carry the key anywhere
 
 
+def test_the_root_sends_a_browser_to_the_dashboard(keyed: FlaskClient) -> None:
+    response = keyed.get("/")  # public: a browser has no key to send
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/ui"
+
+
 @pytest.mark.parametrize(("path", "media_type"), ASSETS.items())
 def test_every_asset_is_served_with_its_content_type(client: FlaskClient, path: str,
                                                      media_type: str) -> None:
@@ -189,7 +195,7 @@ def test_the_vendored_swagger_ui_reads_openapi_3_1() -> None:
 
 def test_the_pages_are_not_in_the_api_document(app: Flask, client: FlaskClient) -> None:
     pages = {rule.rule for rule in app.url_map.iter_rules() if not openapi.is_api_route(rule)}
-    assert pages == {"/ui", "/ui/assets/<path:filename>", "/docs",
+    assert pages == {"/", "/ui", "/ui/assets/<path:filename>", "/docs",
                      "/docs/assets/<path:filename>", "/static/<path:filename>"}
     paths = client.get("/openapi.json").get_json()["paths"]
     assert not [path for path in paths if path.startswith(("/ui", "/docs"))]

@@ -35,6 +35,7 @@ const view = {
   deleted: new Set(), // names deleted meanwhile: a listing in flight must not revive them
   nextPageToken: "",
   generation: 0, // bumped by every reload: answers to older requests are dropped
+  loading: true, // the first page of this view has not been answered yet
   selected: null, // the name of the operation in the detail panel
   detail: null, // and that operation
   stream: null,
@@ -329,7 +330,8 @@ function placeRow(row) {
 
 function showCount() {
   const count = view.operations.size;
-  byId("empty").hidden = count > 0;
+  byId("loading").hidden = !view.loading;
+  byId("empty").hidden = count > 0 || view.loading;
   byId("count").textContent = `${count} shown`;
   byId("more").hidden = !view.nextPageToken;
 }
@@ -480,10 +482,15 @@ async function list({ more = false, resync = false } = {}) {
     if (generation !== view.generation) return;
     if (!resync && (!more || view.nextPageToken)) view.nextPageToken = page.nextPageToken || "";
     for (const operation of page.operations || []) upsert(operation);
+    view.loading = false;
     showCount();
     notice("");
   } catch (error) {
-    if (generation === view.generation) notice(explain(error));
+    if (generation === view.generation) {
+      view.loading = false;
+      showCount();
+      notice(explain(error));
+    }
   }
 }
 
@@ -493,6 +500,7 @@ function reload() {
   view.deleted.clear();
   view.nextPageToken = "";
   byId("rows").replaceChildren();
+  view.loading = true;
   showCount();
   return list();
 }
