@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit integration bench clean protos browser
+.PHONY: install run test lint typecheck unit integration bench clean protos browser node
 
 install: $(STAMP)
 
@@ -32,10 +32,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not integration"
 
-integration: install browser
+integration: install browser node
 	$(BIN)/pytest -m integration
 
-test: lint typecheck browser
+test: lint typecheck browser node
 	$(BIN)/pytest
 
 # The dashboard test drives Debian's Chromium through Playwright (which never downloads a
@@ -49,15 +49,21 @@ browser:
 			>/dev/null 2>&1 || echo "could not install chromium: the dashboard test will be skipped"; \
 	fi
 
-# Regenerate opqueue/v1/*_pb2.py(i) (messages only, no gRPC stubs) with the pinned grpcio-tools.
-# googleapis-common-protos ships google/longrunning/operations.proto as operations_proto.proto,
-# so that one file is mapped back to its real import path.
+# The Node client test (tests/integration/test_node_client.py) runs google-gax, which it
+# installs with `npm ci` from tests/node/package-lock.json. Node and npm come from Debian
+# where we can (root with apt-get); elsewhere, or if that fails, only that test is skipped.
+node:
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing node and npm for the Node client test"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm ) \
+			>/dev/null 2>&1 || echo "could not install node and npm: the Node client test will be skipped"; \
+	fi
+
+# Regenerate opqueue/v1/*_pb2.py(i) and the gRPC stubs (*_pb2_grpc.py) with the pinned
+# grpcio-tools; operation_metadata.proto has no service, so its empty stub module goes.
 protos: install
-	common=$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') && \
-	wkt=$$($(BIN)/python -c 'import grpc_tools, os; print(os.path.join(grpc_tools.__path__[0], "_proto"))') && \
-	$(BIN)/python -m grpc_tools.protoc -Iprotos \
-		-Igoogle/longrunning/operations.proto=$$common/google/longrunning/operations_proto.proto \
-		-I$$common -I$$wkt --python_out=. --pyi_out=. protos/opqueue/v1/operation_metadata.proto
+	$(BIN)/python scripts/protoc.py --python_out=. --pyi_out=. --grpc_python_out=.
+	rm opqueue/v1/operation_metadata_pb2_grpc.py
 
 # wrk (Debian's package) is the HTTP load generator; without it (not root, no apt) the
 # benchmarks fall back to a slower Python one and say so in the table.
@@ -69,4 +75,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info tests/node/node_modules

@@ -22,7 +22,7 @@ def get_operation(stack: Stack, quick: bool = False) -> list[Row]:
     runs, seconds = (2, 1.0) if quick else (5, 3.0)
     environment.use_workers(stack, {})
     project = f"bench-{uuid.uuid4().hex[:12]}"
-    name = _done_operation(stack, project)
+    name = done_operation(stack, project)
     gets: list[Load] = []
     healths: list[Load] = []
     for _ in range(runs):
@@ -45,7 +45,7 @@ def get_operation(stack: Stack, quick: bool = False) -> list[Row]:
     ]
 
 
-def _done_operation(stack: Stack, project: str) -> str:
+def done_operation(stack: Stack, project: str) -> str:
     """A SUCCEEDED operation, written through the same store calls a worker makes."""
     store = stack.store()
     operation, _ = store.create(project, new_operation_id(), "bench.noop")

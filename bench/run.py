@@ -2,11 +2,11 @@
 
     python bench/run.py [--quick] [--only NAME ...] [--output PATH]
 
-The deployment (gunicorn, Celery workers, and a private embedded Redis unless REDIS_URL is
-set) lives under a private key prefix and is torn down and cleaned at exit. A full run also
-writes the table, with the machine and versions it ran on, to bench/RESULTS.md; `--quick`
-(tiny counts, a smoke run) writes nothing unless given `--output`. Benchmarks print
-figures; none of them passes or fails on a timing.
+The deployment (gunicorn, the gRPC server, Celery workers, and a private embedded Redis
+unless REDIS_URL is set) lives under a private key prefix and is torn down and cleaned at
+exit. A full run also writes the table, with the machine and versions it ran on, to
+bench/RESULTS.md; `--quick` (tiny counts, a smoke run) writes nothing unless given
+`--output`. Benchmarks print figures; none of them passes or fails on a timing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages impor
 
 from bench import (  # noqa: E402
     environment,
+    grpc_calls,
     listing,
     memory,
     progress,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "submit": throughput.submit_single,
     "batch-submit": throughput.submit_batch,
     "get": reads.get_operation,
+    "grpc": grpc_calls.grpc_calls,
     "list": listing.list_operations,
     "end-to-end": throughput.end_to_end,
     "memory": memory.memory_per_operation,
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="opqueue-bench-"))
     try:
-        with running_stack(workdir, (), **STACK_ENV) as stack:
+        with running_stack(workdir, (), with_grpc=True, **STACK_ENV) as stack:
             facts = environment.describe(stack)
             for name in chosen:
                 print(f"running {name}…", file=sys.stderr, flush=True)

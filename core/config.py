@@ -48,6 +48,9 @@ class Settings:
     port: int = 8000
     web_processes: int = 2
     web_threads: int = 128
+    grpc_port: int = 50051  # the gRPC server (`python -m rpc`); it binds `host` too
+    grpc_processes: int = 2  # gRPC server processes sharing grpc_port (SO_REUSEPORT)
+    grpc_threads: int = 64  # concurrent gRPC calls per process (a parked WaitOperation holds one)
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
     metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
@@ -129,7 +132,8 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-_ENV_NAMES = {"redis_url": "REDIS_URL", "port": "PORT", "metrics_dir": "PROMETHEUS_MULTIPROC_DIR"}
+_ENV_NAMES = {"redis_url": "REDIS_URL", "port": "PORT", "grpc_port": "GRPC_PORT",
+              "metrics_dir": "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def redis_configured(environ: Mapping[str, str] | None = None) -> bool:

@@ -27,35 +27,38 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
-def _retry(patience: float) -> Retry:
-    """Retries of a dropped connection: for under a second (a blip), or with `patience`,
-    a second apart at most for about that many seconds (a primary failing over)."""
-    if not patience:
-        return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=int(patience) + 4)
+def redis_client(url: str) -> redis.Redis:
+    """A client of the Redis at `url`, decoding responses to str, retrying briefly when the
+    connection drops."""
+    return redis.Redis.from_url(url, retry=_blip_retry(), **_CLIENT_OPTIONS)
 
 
-def redis_client(url: str, patience: float = 0.0) -> redis.Redis:
-    """A client of the Redis at `url`, decoding responses to str, retrying when the
-    connection drops (see `_retry`)."""
-    return redis.Redis.from_url(url, retry=_retry(patience), **_CLIENT_OPTIONS)
-
-
-def store_client(settings: Settings, *, patient: bool = False) -> redis.Redis:
-    """A client of the store's primary. A `patient` client (workers) waits out an outage of
-    `store_outage_seconds`; the API's answers UNAVAILABLE at once instead."""
-    patience = settings.store_outage_seconds if patient else 0.0
+def store_client(settings: Settings) -> redis.Redis:
+    """A client of the store's primary: the Redis at `REDIS_URL`, or in sentinel mode the
+    primary the sentinels name now, asked again on every new connection, so that the client
+    follows a failover."""
+    # One connection per request thread at most, and some for the listener and timers:
+    # redis-py's default cap (100) is below the web threads, and past it a call fails.
+    pool_size = {"max_connections": max(settings.web_threads, settings.grpc_threads) + 16}
     if settings.redis_mode != "sentinel":
-        return redis_client(settings.redis_url, patience)
+        return redis.Redis.from_url(settings.redis_url, retry=_blip_retry(),
+                                    **_CLIENT_OPTIONS, **pool_size)
     # The URL still says which database, user and password; its host is not used.
     params = {name: value for name, value in parse_url(settings.redis_url).items()
               if name in ("db", "username", "password")}
     sentinels = Sentinel([sentinel_address(entry) for entry in settings.sentinels],
                          sentinel_kwargs={"socket_connect_timeout": 2.0})
     primary: redis.Redis = sentinels.master_for(
-        settings.sentinel_master, redis_class=redis.Redis, retry=_retry(patience),
-        **_CLIENT_OPTIONS, **params)
+        settings.sentinel_master, redis_class=redis.Redis, retry=_blip_retry(),
+        **_CLIENT_OPTIONS, **params, **pool_size)
     return primary
+
+
+def _blip_retry() -> Retry:
+    # Under a second of retries: a dropped connection, not an outage. Longer patience
+    # (workers riding out a failover) is the store's, around whole calls, so that each
+    # attempt takes a new connection and, in sentinel mode, asks for the primary again.
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
 
 
 def sentinel_address(entry: str) -> tuple[str, int]:

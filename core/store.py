@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
+from redis.retry import Retry
 
 from core import record
 from core.config import Settings
@@ -93,7 +95,7 @@ class OperationStore:
     def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int,
                  max_queued_per_project: int = 0, event_stream_max_length: int = 10_000, *,
                  min_replicas: int = 0, replication_timeout: float = 1.0,
-                 refuse_unreplicated: bool = True) -> None:
+                 refuse_unreplicated: bool = True, outage_patience: float = 0.0) -> None:
         self.redis = client
         self.keys = keys
         self.retention_seconds = retention_seconds
@@ -102,6 +104,9 @@ class OperationStore:
         self.min_replicas = min_replicas
         self.replication_timeout = replication_timeout
         self.refuse_unreplicated = refuse_unreplicated
+        # Writes retried for about this many seconds while the store cannot be reached.
+        self._outage_retry = Retry(ExponentialBackoff(cap=1.0, base=0.05),
+                                   retries=int(outage_patience) + 4 if outage_patience else 0)
         self._create = register_lua(client, "core", "create.lua")
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
@@ -257,6 +262,12 @@ class OperationStore:
         return bool(existed)
 
     def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a writing script and return its reply, retried through an outage for the
+        store's patience (the scripts answer a repeated call as the first)."""
+        return self._outage_retry.call_with_retry(
+            lambda: self._write_once(script, keys, args), lambda error: None)
+
+    def _write_once(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run a writing script and return its reply. With `min_replicas`, the reply comes
         only once that many replicas have the write (`WAIT`, on the script's own connection);
         if they do not within `replication_timeout`, UNAVAILABLE (or, if not
@@ -264,10 +275,18 @@ class OperationStore:
         could lose."""
         if not self.min_replicas:
             return script(keys=keys, args=args)
-        with self.redis.pipeline(transaction=False) as pipe:
-            script(keys=keys, args=args, client=pipe)
-            pipe.wait(self.min_replicas, int(self.replication_timeout * 1000))
-            reply, replicas = pipe.execute()
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                script(keys=keys, args=args, client=pipe)
+                pipe.wait(self.min_replicas, int(self.replication_timeout * 1000))
+                reply, replicas = pipe.execute()
+        except redis.ResponseError as exc:
+            if "WAIT cannot be used with replica" not in str(exc):
+                raise
+            # The primary was demoted under us (a failover): drop its connections and let
+            # the caller retry on the new one, as redis-py does for a READONLY reply.
+            self.redis.connection_pool.disconnect(inuse_connections=False)
+            raise redis.ConnectionError("the store's primary became a replica") from exc
         if int(replicas) < self.min_replicas and not self.refuse_unreplicated:
             log.warning("a store write reached %s of %d replicas in %gs", replicas,
                         self.min_replicas, self.replication_timeout)
@@ -404,12 +423,12 @@ def operation_store(settings: Settings, client: redis.Redis | None = None, *,
                     patient: bool = False) -> OperationStore:
     """The operation store of this deployment, on `client` or on a client of its store.
 
-    `patient` is for workers (see `store_client`): they wait out an outage, and a write that
-    its replicas did not confirm in time is logged rather than refused, since the leases
-    recover what a failover loses.
+    `patient` is for workers: their writes wait out an outage of `store_outage_seconds`
+    (the API's answer UNAVAILABLE at once), and one that its replicas did not confirm in time
+    is logged rather than refused, since the leases recover what a failover loses.
     """
     return OperationStore(
-        client if client is not None else store_client(settings, patient=patient),
+        client if client is not None else store_client(settings),
         Keys(settings.key_prefix),
         settings.retention_seconds,
         settings.max_queued_per_project,
@@ -417,4 +436,5 @@ def operation_store(settings: Settings, client: redis.Redis | None = None, *,
         min_replicas=settings.store_min_replicas,
         replication_timeout=settings.store_replication_timeout_seconds,
         refuse_unreplicated=not patient,
+        outage_patience=settings.store_outage_seconds if patient else 0.0,
     )

@@ -41,6 +41,10 @@ def main() -> int:
         return _refuse(f"port {settings.port} on {settings.host} is taken (is opqueue already "
                        f"running?); choose another with PORT, e.g. PORT={settings.port + 1} "
                        "make run")
+    if _taken(settings.host, settings.grpc_port):
+        return _refuse(f"port {settings.grpc_port} on {settings.host} is taken (is opqueue "
+                       f"already running?); choose another gRPC port with GRPC_PORT, e.g. "
+                       f"GRPC_PORT={settings.grpc_port + 1} make run")
     embedded = None
     if not redis_configured(env):
         data_dir = ROOT / settings.data_dir / "redis"
@@ -83,7 +87,7 @@ def _serve(env: dict[str, str], settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     base = f"http://127.0.0.1:{settings.port}"
     if _await_ready(base, honcho):
-        _banner(base, settings.redis_url)
+        _banner(base, settings)
     code = honcho.wait()  # after a stop, honcho kills what is still running after 5 s
     return 0 if stopping else code
 
@@ -117,13 +121,14 @@ def _await_ready(base: str, honcho: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _banner(base: str, redis_url: str) -> None:
+def _banner(base: str, settings: Settings) -> None:
     """Where everything is, and a first job to submit."""
     print(f"""
 opqueue is ready at {base}
   dashboard:     {base}/ui
   API docs:      {base}/docs
-  Redis:         {redis_url}
+  gRPC:          {settings.host}:{settings.grpc_port}
+  Redis:         {settings.redis_url}
   submit a job:  curl -s -X POST {base}/v1/projects/demo/jobs/demo.sleep:run \\
                    -H 'Content-Type: application/json' \\
                    -d '{{"input": {{"seconds": 3, "steps": 6}}}}'

@@ -24,6 +24,7 @@ def launcher_env(project: Path, port: int, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in {"REDIS_URL", "PYTHONPATH"}}
     env.update({"PORT": str(port), "OPQUEUE_DATA_DIR": str(project / "var"),
+                "GRPC_PORT": str(free_port()),
                 "OPQUEUE_EMBEDDED_REDIS_PORT": str(free_port()), **extra})
     return env
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import kombu.pools
 import psutil
 import redis
 import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core.config import Settings, redis_configured
 from core.connection import store_client
@@ -63,6 +65,17 @@ def procfile_command(kind: str) -> list[str]:
         if name.strip() == kind:
             return shlex.split(command)
     raise KeyError(f"no {kind!r} process in the Procfile")
+
+
+def grpc_serving(target: str) -> bool:
+    """Whether the gRPC server at `target` answers its health check with SERVING."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:  # not listening yet
+            return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @contextmanager
@@ -149,6 +162,7 @@ class Stack:
     replicated: SentinelDeployment | None = None  # the store's nodes, in sentinel mode
     prefix: str = field(default_factory=lambda: f"opqueue-test-{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -160,6 +174,7 @@ class Stack:
             "OPQUEUE_KEY_PREFIX": self.prefix,
             "OPQUEUE_QUEUE": self.prefix,
             "PORT": str(self.port),
+            "GRPC_PORT": str(self.grpc_port),
             "PYTHONPATH": str(ROOT),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs",
@@ -195,6 +210,16 @@ class Stack:
                 return False
 
         eventually(ready, what="the API to be ready")
+
+    @property
+    def grpc_target(self) -> str:
+        """`127.0.0.1:GRPC_PORT`, for `grpc.insecure_channel`."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start_grpc(self) -> None:
+        """Start the Procfile's `grpc` command and wait until its health check says SERVING."""
+        self._spawn("grpc", procfile_command("grpc"))
+        eventually(lambda: grpc_serving(self.grpc_target), what="the gRPC server to serve")
 
     def start_worker(self, name: str, concurrency: int = 2, *extra: str) -> None:
         """Start the Procfile's `worker` command as node `name@%h`; wait for it to answer."""
@@ -297,14 +322,17 @@ def _in_state(operation: dict[str, Any], states: tuple[str, ...]) -> dict[str, A
 
 @contextmanager
 def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
-                  topology: str = "standalone", **extra_env: str) -> Iterator[Stack]:
-    """A whole deployment (web plus `workers`) on a store of `topology`, torn down and
-    cleaned afterwards."""
+                  topology: str = "standalone", *, with_grpc: bool = False,
+                  **extra_env: str) -> Iterator[Stack]:
+    """A whole deployment (web, the gRPC server if asked, and `workers`) on a store of
+    `topology`, torn down and cleaned afterwards."""
     with ExitStack() as cleanup:
         store, replicated = cleanup.enter_context(store_deployment(workdir, topology))
         stack = Stack(store["REDIS_URL"], workdir, {**store, **extra_env}, replicated)
         cleanup.callback(stack.close)
         stack.start_web()
+        if with_grpc:
+            stack.start_grpc()
         for name in workers:
             stack.start_worker(name)
         yield stack

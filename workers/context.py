@@ -59,7 +59,18 @@ class OperationContext:
     @property
     def cancelled(self) -> bool:
         """True once a caller has asked to cancel this operation."""
-        return self._store.state(self._project, self._operation_id) in CANCEL_REQUESTED
+        return self._look_for_cancel()
+
+    def _look_for_cancel(self) -> bool:
+        """Read whether a cancel was asked for; while the store cannot be reached, what was
+        last seen (an outage is not the job's failure)."""
+        try:
+            self._cancel_requested |= self._store.state(
+                self._project, self._operation_id) in CANCEL_REQUESTED
+        except UNREACHABLE as exc:
+            log.warning("could not reach the store to check %s for a cancel (%s); the job "
+                        "goes on", self.operation_name, type(exc).__name__)
+        return self._cancel_requested
 
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if a caller has asked to cancel this operation."""
@@ -89,7 +100,7 @@ class OperationContext:
                 self.flush()
             elif not self._cancel_requested and now >= self._next_check:
                 self._next_check = now + CHECK_INTERVAL
-                self._cancel_requested = self.cancelled
+                self._look_for_cancel()
         except UNREACHABLE as exc:  # a store outage is not the job's failure: go on
             log.warning("could not reach the store to report progress of %s (%s); the job "
                         "goes on", self.operation_name, type(exc).__name__)

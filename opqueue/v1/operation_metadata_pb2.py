@@ -22,35 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
-from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
-from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.rpc import error_details_pb2 as google_dot_rpc_dot_error__details__pb2
 
+from google.protobuf.struct_pb2 import *
+from google.rpc.error_details_pb2 import *
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#opqueue/v1/operation_metadata.proto\x12\nopqueue.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a#google/longrunning/operations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n\rRunJobRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03job\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12,\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12;\n\x06labels\x18\x05 \x03(\x0b\x32%.opqueue.v1.RunJobRequest.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x30\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xdd\x05\n\x11OperationMetadata\x12\x11\n\x03job\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x38\n\x05state\x18\x02 \x01(\x0e\x32#.opqueue.v1.OperationMetadata.StateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1e\n\x10progress_percent\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0estatus_message\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06worker\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16requested_cancellation\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\x12?\n\x06labels\x18\r \x03(\x0b\x32).opqueue.v1.OperationMetadata.LabelsEntryB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0e\n\nCANCELLING\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x32\xb6\x01\n\x04Jobs\x12\xad\x01\n\x06RunJob\x12\x19.opqueue.v1.RunJobRequest\x1a\x1d.google.longrunning.Operation\"i\xca\x41\x35\n\x15google.protobuf.Value\x12\x1copqueue.v1.OperationMetadata\x82\xd3\xe4\x93\x02+\"&/v1/{parent=projects/*}/jobs/{job}:run:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#opqueue/v1/operation_metadata.proto\x12\nopqueue.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1egoogle/rpc/error_details.proto\"\xdd\x05\n\x11OperationMetadata\x12\x11\n\x03job\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x38\n\x05state\x18\x02 \x01(\x0e\x32#.opqueue.v1.OperationMetadata.StateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1e\n\x10progress_percent\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0estatus_message\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x07\x64\x65tails\x18\t \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61ttempt\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06worker\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16requested_cancellation\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\x12?\n\x06labels\x18\r \x03(\x0b\x32).opqueue.v1.OperationMetadata.LabelsEntryB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0e\n\nCANCELLING\x10\x03\x12\r\n\tSUCCEEDED\x10\x04\x12\n\n\x06\x46\x41ILED\x10\x05\x12\r\n\tCANCELLED\x10\x06\x42\x8a\x01\n\x0e\x64\x65v.opqueue.v1B\x16OperationMetadataProtoP\x01Z6github.com/opqueue/opqueue/gen/go/opqueue/v1;opqueuepb\xaa\x02\nOpqueue.V1\xca\x02\nOpqueue\\V1\xea\x02\x0bOpqueue::V1P\x02P\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'opqueue.v1.operation_metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._loaded_options = None
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNJOBREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
-  _globals['_RUNJOBREQUEST'].fields_by_name['job']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['job']._serialized_options = b'\342A\001\002'
-  _globals['_RUNJOBREQUEST'].fields_by_name['input']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['input']._serialized_options = b'\342A\001\001'
-  _globals['_RUNJOBREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
-  _globals['_RUNJOBREQUEST'].fields_by_name['labels']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['labels']._serialized_options = b'\342A\001\001'
-  _globals['_RUNJOBREQUEST'].fields_by_name['timeout']._loaded_options = None
-  _globals['_RUNJOBREQUEST'].fields_by_name['timeout']._serialized_options = b'\342A\001\001'
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.opqueue.v1B\026OperationMetadataProtoP\001Z6github.com/opqueue/opqueue/gen/go/opqueue/v1;opqueuepb\252\002\nOpqueue.V1\312\002\nOpqueue\\V1\352\002\013Opqueue::V1'
   _globals['_OPERATIONMETADATA_LABELSENTRY']._loaded_options = None
   _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_OPERATIONMETADATA'].fields_by_name['job']._loaded_options = None
@@ -79,18 +66,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPERATIONMETADATA'].fields_by_name['requested_cancellation']._serialized_options = b'\342A\001\003'
   _globals['_OPERATIONMETADATA'].fields_by_name['labels']._loaded_options = None
   _globals['_OPERATIONMETADATA'].fields_by_name['labels']._serialized_options = b'\342A\001\003'
-  _globals['_JOBS'].methods_by_name['RunJob']._loaded_options = None
-  _globals['_JOBS'].methods_by_name['RunJob']._serialized_options = b'\312A5\n\025google.protobuf.Value\022\034opqueue.v1.OperationMetadata\202\323\344\223\002+\"&/v1/{parent=projects/*}/jobs/{job}:run:\001*'
-  _globals['_RUNJOBREQUEST']._serialized_start=247
-  _globals['_RUNJOBREQUEST']._serialized_end=533
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_start=488
-  _globals['_RUNJOBREQUEST_LABELSENTRY']._serialized_end=533
-  _globals['_OPERATIONMETADATA']._serialized_start=536
-  _globals['_OPERATIONMETADATA']._serialized_end=1269
-  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_start=488
-  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_end=533
-  _globals['_OPERATIONMETADATA_STATE']._serialized_start=1155
-  _globals['_OPERATIONMETADATA_STATE']._serialized_end=1269
-  _globals['_JOBS']._serialized_start=1272
-  _globals['_JOBS']._serialized_end=1454
+  _globals['_OPERATIONMETADATA']._serialized_start=180
+  _globals['_OPERATIONMETADATA']._serialized_end=913
+  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_start=752
+  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_end=797
+  _globals['_OPERATIONMETADATA_STATE']._serialized_start=799
+  _globals['_OPERATIONMETADATA_STATE']._serialized_end=913
 # @@protoc_insertion_point(module_scope)

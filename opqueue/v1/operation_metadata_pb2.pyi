@@ -1,42 +1,32 @@
 import datetime
 
-from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
-from google.longrunning import operations_pb2 as _operations_pb2
-from google.protobuf import duration_pb2 as _duration_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.rpc import error_details_pb2 as _error_details_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from google.protobuf.struct_pb2 import Struct as Struct
+from google.protobuf.struct_pb2 import Value as Value
+from google.protobuf.struct_pb2 import ListValue as ListValue
+from google.protobuf.struct_pb2 import NullValue as NullValue
+from google.rpc.error_details_pb2 import ErrorInfo as ErrorInfo
+from google.rpc.error_details_pb2 import RetryInfo as RetryInfo
+from google.rpc.error_details_pb2 import DebugInfo as DebugInfo
+from google.rpc.error_details_pb2 import QuotaFailure as QuotaFailure
+from google.rpc.error_details_pb2 import PreconditionFailure as PreconditionFailure
+from google.rpc.error_details_pb2 import BadRequest as BadRequest
+from google.rpc.error_details_pb2 import RequestInfo as RequestInfo
+from google.rpc.error_details_pb2 import ResourceInfo as ResourceInfo
+from google.rpc.error_details_pb2 import Help as Help
+from google.rpc.error_details_pb2 import LocalizedMessage as LocalizedMessage
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class RunJobRequest(_message.Message):
-    __slots__ = ("parent", "job", "input", "request_id", "labels", "timeout")
-    class LabelsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    PARENT_FIELD_NUMBER: _ClassVar[int]
-    JOB_FIELD_NUMBER: _ClassVar[int]
-    INPUT_FIELD_NUMBER: _ClassVar[int]
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    LABELS_FIELD_NUMBER: _ClassVar[int]
-    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
-    parent: str
-    job: str
-    input: _struct_pb2.Struct
-    request_id: str
-    labels: _containers.ScalarMap[str, str]
-    timeout: _duration_pb2.Duration
-    def __init__(self, parent: _Optional[str] = ..., job: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+NULL_VALUE: _struct_pb2.NullValue
 
 class OperationMetadata(_message.Message):
     __slots__ = ("job", "state", "create_time", "start_time", "update_time", "end_time", "progress_percent", "status_message", "details", "attempt", "worker", "requested_cancellation", "labels")

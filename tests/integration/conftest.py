@@ -67,7 +67,7 @@ def topology(request: pytest.FixtureRequest) -> str:
 def stack(topology: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The deployment most tests share, on a store of `topology`."""
     with running_stack(tmp_path_factory.mktemp(f"stack-{topology}"), topology=topology,
-                       **SESSION_ENV) as deployment:
+                       with_grpc=True, **SESSION_ENV) as deployment:
         yield deployment
 
 

@@ -23,12 +23,12 @@ from google.longrunning import operations_pb2
 from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2, error_details_pb2
 
-from opqueue.v1 import operation_metadata_pb2
+from opqueue.v1 import jobs_pb2
 from opqueue.v1.operation_metadata_pb2 import OperationMetadata
 from tests.stack import Api, Stack, eventually, open_gate
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "## Use it from Google's client libraries"
+SECTION = "### REST from Python"
 OPERATIONS = "google.longrunning.Operations."
 # opqueue's routes written out, for clients whose defaults differ (see the README).
 OPQUEUE_BINDINGS = {
@@ -287,9 +287,9 @@ def test_names_the_binding_cannot_express_fail_in_the_client(
 
 def test_requests_of_a_generated_rest_client_are_accepted(api: Api) -> None:
     """A GAPIC client generated from protos/opqueue/v1 adds `$alt=json;enum-encoding=int`."""
-    jobs = operation_metadata_pb2.DESCRIPTOR.services_by_name["Jobs"]
+    jobs = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
     rule = jobs.methods_by_name["RunJob"].GetOptions().Extensions[annotations_pb2.http]
-    run = operation_metadata_pb2.RunJobRequest(parent=f"projects/{api.project}", job="demo.sleep")
+    run = jobs_pb2.RunJobRequest(parent=f"projects/{api.project}", job="demo.sleep")
     run.input.update({"seconds": 0})
     sent, body, query = rest_helpers.transcode_request(
         [{"method": "post", "uri": rule.post, "body": rule.body}], run, rest_numeric_enums=True)
@@ -315,7 +315,7 @@ def test_the_documented_code_runs(stack: Stack, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("OPQUEUE_URL", stack.base_url)
     monkeypatch.setenv("OPQUEUE_PROJECT", f"p-{uuid.uuid4().hex[:12]}")
-    section = README.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    section = README.read_text().split(SECTION, 1)[1].split("\n### gRPC from Python", 1)[0]
     code = "\n".join(re.findall(r"^```python\n(.*?)^```", section, re.S | re.M))
     assert code
     exec(compile(code, str(README), "exec"), {"__name__": "google_client_doc"})

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import requests
+from google.longrunning import operations_pb2, operations_pb2_grpc
 
 from core.embedded_redis import free_port
 from tests.launcher import LAUNCHER, launched, launcher_env
@@ -64,25 +66,31 @@ def finished(base: str, name: str) -> dict[str, Any]:
 
 def test_a_job_module_in_the_project_directory_runs_and_ctrl_c_stops_cleanly(
         project: Path) -> None:
-    port, log = free_port(), project / "run.log"
+    port, grpc_port, log = free_port(), free_port(), project / "run.log"
     with socket.socket() as squatter:  # the embedded Redis's usual port is taken
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
         with launched(project, port, log, OPQUEUE_EMBEDDED_REDIS_PORT=str(taken),
-                      **JOBS) as base:
+                      GRPC_PORT=str(grpc_port), **JOBS) as base:
             operation = run_job(base, "greetings.greet", {"name": "Ada", "times": 2})
             done = finished(base, operation["name"])
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # the grpc process
+                over_grpc = operations_pb2_grpc.OperationsStub(channel).GetOperation(
+                    operations_pb2.GetOperationRequest(name=operation["name"]), timeout=10,
+                    wait_for_ready=True)
             failed = finished(base, run_job(base, "greetings.greet", {"name": "nobody"})["name"])
             assert requests.get(base, allow_redirects=False, timeout=10).headers["Location"] \
                 .endswith("/ui")
     assert done["metadata"]["state"] == "SUCCEEDED"
     assert done["response"]["value"] == {"greeting": "hello hello, Ada"}
+    assert (over_grpc.name, over_grpc.done) == (operation["name"], True)
     assert failed["error"]["message"] == "nobody cannot be greeted"
     output = log.read_text()
     assert f"port {taken} is taken: the embedded Redis uses" in output
     for line in (f"opqueue is ready at {base}", f"dashboard:     {base}/ui",
-                 f"API docs:      {base}/docs", "Redis:         redis://127.0.0.1:",
+                 f"API docs:      {base}/docs", f"gRPC:          127.0.0.1:{grpc_port}",
+                 "Redis:         redis://127.0.0.1:",
                  f"curl -s -X POST {base}/v1/projects/demo/jobs/demo.sleep:run"):
         assert line in output
     assert "Traceback" not in output

@@ -16,7 +16,7 @@ def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
 
 def test_compose_runs_the_procfile_commands() -> None:
     services = compose()["services"]
-    for kind in ("web", "worker"):
+    for kind in ("web", "grpc", "worker"):
         assert procfile_command(kind) == yaml_command(services[kind]["command"])
 
 
@@ -35,15 +35,16 @@ def test_compose_workers_can_scale_and_all_services_share_one_redis() -> None:
     worker = services["worker"]
     assert "container_name" not in worker  # --scale worker=N needs generated names
     assert "ports" not in worker
-    for name in ("web", "worker"):
+    for name in ("web", "grpc", "worker"):
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["web"]["environment"]["OPQUEUE_HOST"] == "0.0.0.0"
+    assert services["grpc"]["environment"]["OPQUEUE_HOST"] == "0.0.0.0"
 
 
 def test_the_image_installs_every_package_it_runs() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("core", "workers", "app", "opqueue"):
+    for package in ("core", "workers", "app", "rpc", "opqueue"):
         assert f"COPY {package} {package}" in dockerfile
     assert 'pip install --no-cache-dir ".[server]"' in dockerfile  # the service, not the client
 
@@ -55,7 +56,7 @@ def test_make_installs_the_service_and_the_tools() -> None:
 
 def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:
     base, overlay = compose()["services"], compose("docker-compose.sentinel.yml")["services"]
-    for name in ("web", "worker"):
+    for name in ("web", "grpc", "worker"):
         settings = Settings.from_env(overlay[name]["environment"])
         assert settings.redis_mode == "sentinel"
         assert settings.broker_shares_store  # the Celery broker follows the primary too

@@ -2,6 +2,8 @@ import json
 from typing import Any
 
 import pytest
+import redis
+import redis.retry
 
 from core import names, record
 from core.states import Event, State
@@ -245,3 +247,27 @@ def test_a_page_that_ends_exactly_at_the_list_end_has_no_cursor(store: Operation
     for _ in range(2):
         make_operation(store)
     assert store.list_page("demo", 2).cursor is None
+
+
+@pytest.mark.parametrize("patience", [0.0, 5.0])
+def test_a_patient_store_retries_a_write_through_an_outage(
+        store: OperationStore, monkeypatch: pytest.MonkeyPatch, patience: float) -> None:
+    # Workers' stores wait out a failover; the API's answers at once (UNAVAILABLE).
+    patient = OperationStore(store.redis, store.keys, store.retention_seconds,
+                             outage_patience=patience)
+    operation_id = make_operation(patient)
+    evalsha, failures = store.redis.evalsha, [redis.ConnectionError("primary gone")] * 2
+    monkeypatch.setattr(redis.retry, "sleep", lambda seconds: None)  # no real backoff here
+
+    def unreachable_twice(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return evalsha(*args)
+
+    monkeypatch.setattr(store.redis, "evalsha", unreachable_twice)
+    if not patience:
+        with pytest.raises(redis.ConnectionError):
+            patient.apply("demo", operation_id, Event.START, take_lease=10)
+        return
+    assert patient.apply("demo", operation_id, Event.START, take_lease=10).after \
+        is State.RUNNING

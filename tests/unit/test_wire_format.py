@@ -26,7 +26,7 @@ from core.errors import TYPE_PREFIX, InvalidArgument, NotFound, OperationError, 
 from core.operation import Operation
 from core.states import State
 from core.wire import METADATA_TYPE, VALUE_TYPE, dump_operation, dump_operation_by_schema
-from opqueue.v1 import operation_metadata_pb2
+from opqueue.v1 import jobs_pb2, operation_metadata_pb2
 from tests.conftest import run_job
 from tests.fakes import RecordingDispatcher
 
@@ -151,7 +151,7 @@ def test_proto_states_are_the_core_states() -> None:
 
 
 def test_run_job_documents_the_types_we_pack() -> None:
-    method = operation_metadata_pb2.DESCRIPTOR.services_by_name["Jobs"].methods_by_name["RunJob"]
+    method = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].methods_by_name["RunJob"]
     info = method.GetOptions().Extensions[operations_pb2.operation_info]
     assert TYPE_PREFIX + info.metadata_type == METADATA_TYPE
     assert TYPE_PREFIX + info.response_type == VALUE_TYPE
