@@ -27,6 +27,7 @@ from app.openapi import documented
 from app.services import services
 from core import metrics
 from core.store import OperationStore
+from workers.relay import OUTBOX_WAIT_SECONDS
 
 bp = Blueprint("metrics", __name__)
 
@@ -80,6 +81,7 @@ def get_metrics() -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(REQUEST_SECONDS)
+        registry.register(OUTBOX_WAIT_SECONDS)
     registry.register(OperationsCollector(services().store))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

@@ -1,4 +1,4 @@
-"""The yardstick: a bare Celery app on the same Redis, a no-op task, JSON only.
+"""The yardstick: a bare Celery app on the same broker, a no-op task, JSON only.
 
 Nothing of opqueue is imported, so the baseline pays only for Celery itself. Its broker keys
 and result keys live under a prefix of their own (inside the bench stack's, so the stack's
@@ -6,8 +6,9 @@ cleanup removes them) and it uses its own queue. Its worker is started as
 
     celery -A bench.baseline worker ...
 
-with `BENCH_BASELINE_BROKER`, `BENCH_BASELINE_PREFIX` and `BENCH_BASELINE_RESULTS` in the
-environment (see `worker_command`).
+with `BENCH_BASELINE_BROKER`, `BENCH_BASELINE_PREFIX` and `BENCH_BASELINE_RESULTS` (the
+Redis URL of its result backend, or empty for none) in the environment (see
+`start_worker`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def noop() -> None:
     """Does nothing: the baseline's job."""
 
 
-def baseline_app(broker_url: str, prefix: str, *, results: bool = False) -> Celery:
-    """A plain Celery app: JSON, late acks, prefetch 1 (as opqueue's), optional Redis results."""
+def baseline_app(broker_url: str, prefix: str, *, results: str = "") -> Celery:
+    """A plain Celery app: JSON, late acks, prefetch 1 (as opqueue's), and its results in the
+    Redis at `results`, if given."""
     app = Celery("bench-baseline", set_as_current=False)
     keyprefix = {"global_keyprefix": f"{prefix}:"}
     app.conf.update(
@@ -47,16 +49,11 @@ def baseline_app(broker_url: str, prefix: str, *, results: bool = False) -> Cele
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         task_ignore_result=not results,
-        result_backend=broker_url if results else None,
+        result_backend=results or None,
         result_backend_transport_options=keyprefix,
     )
     app.task(name=TASK, typing=False)(noop)
     return app
-
-
-def queue_key(prefix: str) -> str:
-    """The Redis list the baseline's messages wait in."""
-    return f"{prefix}:{prefix}"
 
 
 def result_key(prefix: str, task_id: str) -> str:
@@ -65,10 +62,10 @@ def result_key(prefix: str, task_id: str) -> str:
 
 
 def start_worker(broker_url: str, prefix: str, concurrency: int, log: Path, *,
-                 results: bool) -> subprocess.Popen[bytes]:
+                 results: str) -> subprocess.Popen[bytes]:
     """The baseline's worker, with the flags `tests.stack.Stack.start_worker` gives opqueue's."""
     env = {**os.environ, ENV_BROKER: broker_url, ENV_PREFIX: prefix,
-           ENV_RESULTS: "1" if results else "0",
+           ENV_RESULTS: results,
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [str(Path(sys.executable).parent / "celery"), "-A", "bench.baseline", "worker",
                "--loglevel", "INFO", "-n", f"baseline-{os.getpid()}@%h",
@@ -81,7 +78,7 @@ def __getattr__(name: str) -> Any:
     # `celery -A bench.baseline` looks up `app`: built from the environment, not at import.
     if name == "app":
         built = baseline_app(os.environ[ENV_BROKER], os.environ[ENV_PREFIX],
-                             results=os.environ.get(ENV_RESULTS) == "1")
+                             results=os.environ.get(ENV_RESULTS, ""))
         globals()["app"] = built
         return built
     raise AttributeError(name)

@@ -30,6 +30,7 @@ from bench import (  # noqa: E402
     listing,
     memory,
     progress,
+    rabbitmq,
     reads,
     throughput,
     wait_cancel,
@@ -54,6 +55,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "wait-wakeup": wait_cancel.wakeup_latency,
     "cancel": wait_cancel.cancel_latency,
     "cpu-scaling": throughput.cpu_scaling,
+    "submit-rabbitmq": rabbitmq.submit_single,  # each on a deployment of its own
+    "end-to-end-rabbitmq": rabbitmq.end_to_end,
 }
 # A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
 # bench/jobs.py adds the no-op and progress jobs.

@@ -1,13 +1,17 @@
 """Soak test (issue #5): thousands of jobs while worker, node and API processes are SIGKILLed.
 
-    .venv/bin/python bench/soak.py [--jobs 2000] [--seed N] [--kill-every 2.0]
+    .venv/bin/python bench/soak.py [--jobs 2000] [--seed N] [--kill-every 2.0] [--broker URL]
 
 A private deployment on 127.0.0.1 (API, three worker nodes x 2 pool processes, 3 s leases)
 runs a mix of `demo.sleep` and `demo.primes` jobs submitted by client threads, each with its
 own `requestId` so resubmitting after a 503 or a dropped connection is safe. Every
 `--kill-every` s (jittered) the chaos SIGKILLs a random pool process, or a whole node and
 starts a fresh one, or (one time in ten) one of gunicorn's API processes, whatever request
-it is serving (gunicorn starts another; clients resubmit). Then every operation must be
+it is serving (gunicorn starts another; clients resubmit). With `--broker amqp://...`
+(RabbitMQ; give it a virtual host of its own) every eighth chaos event instead closes every
+connection of that virtual host (`rabbitmqctl`), the workers' and the API's alike, and a
+broker restart can be added with `--restart-broker` (`rabbitmqctl stop_app`/`start_app`:
+it disturbs everything else on that RabbitMQ). Then every operation must be
 done: none lost (404), none stuck, none with two terminal states (two published, an
 outcome not matching its state, a change once done), no job run twice at once. Prints a
 table; exits 1 on any of those. Not in `make test`.
@@ -38,6 +42,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -59,6 +64,7 @@ PROJECT, NODES, CONCURRENCY, CLIENTS, WAITERS = "soak", 3, 2, 4, 16
 BACKLOG = 60  # accepted, not yet done: submission keeps pace, so the chaos hits running jobs
 CHAOS_TAIL = 5.0  # seconds of chaos after the last submission
 WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
+BROKER_DROPS = 8  # with RabbitMQ, every this many chaos events one drops its connections
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
              "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak"}
@@ -103,8 +109,10 @@ def random_job(rng: random.Random) -> tuple[str, dict[str, Any]]:
 class Soak:
     """One soak run's threads and what they saw; every loop ends by `deadline` (monotonic)."""
 
-    def __init__(self, stack: Stack, rng: random.Random, deadline: float) -> None:
-        self.stack, self.rng, self.deadline = stack, rng, deadline
+    def __init__(self, stack: Stack, rng: random.Random, deadline: float, *, jobs: int,
+                 restart_broker: bool = False) -> None:
+        self.stack, self.rng, self.deadline, self.jobs = stack, rng, deadline, jobs
+        self.restart_broker = restart_broker  # once, halfway through the submissions
         self.lock, self.stop, self.calm = threading.Lock(), threading.Event(), threading.Event()
         self.counts: Counter[str] = Counter()
         self.names: list[str] = []  # accepted operations
@@ -161,8 +169,23 @@ class Soak:
     def chaos(self, every: float) -> None:
         """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it,
         or now and then an API process (gunicorn starts another; clients resubmit)."""
+        from tests.stack import drop_broker_connections, rabbitmqctl  # see `main`
+
         fresh = itertools.count(NODES + 1)
-        while not self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
+        rabbitmq = self.stack.settings.rabbitmq_broker
+        for event in itertools.count(1):
+            if self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
+                return
+            if rabbitmq and self.restart_broker and len(self.names) * 2 >= self.jobs:
+                self.restart_broker = False
+                rabbitmqctl("stop_app")
+                rabbitmqctl("start_app")
+                self.count("broker restarts", "RabbitMQ restarted")
+                continue
+            if rabbitmq and event % BROKER_DROPS == 0:
+                drop_broker_connections(self.stack.settings.effective_broker_url)
+                self.count("broker connection drops", "dropped every broker connection")
+                continue
             if self.rng.random() < WEB_KILLS:
                 self.kill_web_process()
                 continue
@@ -283,10 +306,12 @@ def diagnose(stack: Stack, names: list[str]) -> None:
                     print(f"  {log.stem}: {line}")
 
 
-def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
+def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
+         restart_broker: bool = False) -> int:
     """Run the soak on a started stack and print its table; how many things went wrong."""
     started, load = time.monotonic(), os.getloadavg()[0]
-    run = Soak(stack, random.Random(seed), started + jobs * 0.1 + 120)
+    run = Soak(stack, random.Random(seed), started + jobs * 0.1 + 120, jobs=jobs,
+               restart_broker=restart_broker)
     listening = stack.store()  # kept: dropping a client disconnects its pool, pub/sub included
     pubsub = listening.redis.pubsub()
     pubsub.subscribe(f"{stack.prefix}:changes")
@@ -330,7 +355,8 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
     states = Counter(op["metadata"]["state"] for op in done)
     codes = Counter(Code(op["error"]["code"]).name for op in done if "error" in op)
     attempts = Counter(op["metadata"].get("attempt", 0) for op in done)
-    extra = int(store.redis.zcard(f"{stack.prefix}:idx:{PROJECT}")) - len(run.names)
+    extra, unpublished = (int(store.redis.zcard(f"{stack.prefix}:idx:{PROJECT}"))
+                          - len(run.names), int(store.redis.zcard(store.keys.task_outbox())))
     elapsed = run.last_done - started
     rows = [
         ("jobs asked / accepted", f"{jobs} / {len(run.names)}"),
@@ -348,6 +374,10 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
          f"{run.counts['pool-process kills']} / {run.counts['node kills']} / "
          f"{run.counts['web-process kills']}"),
         ("client resubmits (503, connection error)", run.counts["client resubmits"]),
+        ("broker: " + stack.settings.effective_broker_url.split("://")[0]
+         + "; connection drops / restarts",
+         f"{run.counts['broker connection drops']} / {run.counts['broker restarts']}"),
+        ("task outbox entries left unpublished", unpublished),
         ("workers idle at the end", "yes" if idle else "**no**"),
         ("wall time first submit → last done; throughput",
          f"{elapsed:.0f} s; {len(done) / elapsed:.1f} jobs/s"),
@@ -358,7 +388,8 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float) -> int:
     print(f"| {'soak':<{width}} | |\n|{'-' * (width + 2)}|---|")
     print("\n".join(f"| {label:<{width}} | {value} |" for label, value in rows))
     diagnose(stack, lost + stuck + double + overlapping)
-    return len(lost + stuck + double + overlapping) + abs(extra) + jobs - len(run.names)
+    return len(lost + stuck + double + overlapping) + abs(extra) + jobs - len(run.names) \
+        + unpublished
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,19 +399,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="random seed (default: the time)")
     parser.add_argument("--kill-every", type=float, default=2.0,
                         help="mean seconds between kills (2)")
+    parser.add_argument("--broker", default="",
+                        help="broker URL (default: the store's Redis); amqp://... for "
+                             "RabbitMQ, on 127.0.0.1, in a virtual host of its own")
+    parser.add_argument("--restart-broker", action="store_true",
+                        help="with RabbitMQ: restart it once, halfway (disturbs its other "
+                             "users)")
     args = parser.parse_args(argv)
     # Imported here: the stack's API and workers import this module too, and must start fast.
-    from bench.run import check_local_redis
+    from bench.run import LOOPBACK, check_local_redis
     from tests.stack import running_stack
 
     check_local_redis()
+    if args.broker and urlsplit(args.broker).hostname not in LOOPBACK:
+        raise SystemExit("--broker must be on this machine: the soak contacts 127.0.0.1 only")
+    broker = {"OPQUEUE_BROKER_URL": args.broker} if args.broker else {}
     seed = int(time.time()) if args.seed is None else args.seed
     workdir = Path(tempfile.mkdtemp(prefix="opqueue-soak-"))
     try:
         with ExitStack() as cleanup:
             for attempt in range(1, 4):
                 try:
-                    stack = cleanup.enter_context(running_stack(workdir, (), **STACK_ENV))
+                    stack = cleanup.enter_context(running_stack(
+                        workdir, (), **STACK_ENV, **broker))
                     break
                 except requests.Timeout:  # the stack's probe allows 2 s for the first answer
                     if attempt == 3:
@@ -388,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                     print("the API answered its first readiness probe late; again", file=sys.stderr)
             for n in range(1, NODES + 1):
                 stack.start_worker(f"node{n}", CONCURRENCY)
-            return 1 if soak(stack, args.jobs, seed, args.kill_every) else 0
+            return 1 if soak(stack, args.jobs, seed, args.kill_every,
+                             restart_broker=args.restart_broker) else 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

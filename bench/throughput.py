@@ -45,13 +45,16 @@ def _batch_body(count: int, job_input: dict[str, Any]) -> bytes:
 @contextmanager
 def yardstick(stack: Stack, *, results: bool = False,
               worker: int = 0) -> Iterator[tuple[Celery, str]]:
-    """The baseline Celery app (and its worker of `worker` processes, if any), then cleanup."""
+    """The baseline Celery app (and its worker of `worker` processes, if any), then cleanup.
+
+    It uses the stack's broker, and the stack's Redis for its results."""
     prefix = f"{stack.prefix}:baseline-{uuid.uuid4().hex[:6]}"
-    app = baseline.baseline_app(stack.redis_url, prefix, results=results)
+    broker, backend = stack.settings.effective_broker_url, stack.redis_url if results else ""
+    app = baseline.baseline_app(broker, prefix, results=backend)
     process: subprocess.Popen[bytes] | None = None
     if worker:
-        process = baseline.start_worker(stack.redis_url, prefix, worker,
-                                        stack.workdir / "baseline-worker.log", results=results)
+        process = baseline.start_worker(broker, prefix, worker,
+                                        stack.workdir / "baseline-worker.log", results=backend)
         eventually(lambda: app.control.ping(timeout=0.5), timeout=60,
                    what="the baseline worker to answer")
     try:
@@ -75,9 +78,8 @@ def _apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
         task.apply_async()
         sent += 1
     rate = sent / (time.perf_counter() - start)
-    client = redis_client(app.conf.broker_url)
-    client.unlink(baseline.queue_key(prefix))
-    client.close()
+    with app.connection_for_write() as connection:
+        app.amqp.queues[prefix].bind(connection.default_channel).purge()
     return rate
 
 
@@ -164,7 +166,7 @@ def run_noops(stack: Stack, http: requests.Session, project: str, count: int, *,
 
 def run_baseline(app: Celery, prefix: str, count: int) -> float:
     """Seconds from `apply_async` of `count` no-op tasks to all their results stored."""
-    client = redis_client(app.conf.broker_url)
+    client = redis_client(app.conf.result_backend)
     task = app.tasks[baseline.TASK]
     start = time.perf_counter()
     ids = [task.apply_async().id for _ in range(count)]

@@ -40,6 +40,8 @@ class Settings:
     lease_seconds: float = 10.0  # a job whose worker stops renewing this long is taken over
     max_redeliveries: int = 3  # runs after a lost worker before the operation ends ABORTED
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: unacked messages come back
+    outbox_relay_after_seconds: float = 2.0  # a task message the API did not publish: relayed
+    broker_delivery_limit: int = 20  # RabbitMQ: deliveries of one message before it is dropped
     job_modules: tuple[str, ...] = ("core.demo_jobs",)
     job_path: str = ""  # where job modules are found besides installed packages; "": cwd
     host: str = "127.0.0.1"
@@ -115,6 +117,11 @@ class Settings:
     def broker_shares_store(self) -> bool:
         """True when the Celery broker is the store's own Redis."""
         return self.redis_broker and self.broker_url in ("", self.redis_url)
+
+    @property
+    def rabbitmq_broker(self) -> bool:
+        """True when the broker is RabbitMQ (an AMQP 0-9-1 URL)."""
+        return urlsplit(self.effective_broker_url).scheme in ("amqp", "amqps", "pyamqp")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -56,6 +56,11 @@ class Keys:
         """Sorted set of webhook deliveries to make, scored by when (milliseconds)."""
         return f"{self.prefix}:outbox"
 
+    def task_outbox(self) -> str:
+        """Sorted set of task messages stored with their operations and not yet confirmed
+        by the broker, scored by when a relay may publish them (ms)."""
+        return f"{self.prefix}:task-outbox"
+
     def deliveries(self, project: str, operation_id: str) -> str:
         """List of an operation's webhook delivery attempts and their outcomes."""
         return f"{self.prefix}:deliveries:{project}:{operation_id}"

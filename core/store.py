@@ -59,12 +59,14 @@ class Transition:
 
 @dataclass(frozen=True)
 class Push:
-    """A message, opaque here, to push onto a Redis list in the same atomic step that
-    creates its operation: a job's task message onto its queue when the broker is this
-    Redis."""
+    """A message, opaque here, to store in the same atomic step that creates its operation:
+    pushed onto a Redis list (a job's task message onto its queue, when the broker is this
+    Redis), or, with a `score`, added to a sorted set (an entry of the task outbox, scored
+    by when a relay may publish it: core/task_outbox.py)."""
 
     key: str
     payload: str
+    score: int | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class OperationStore:
 
         Each is as `create` would make it: an operation whose `request_id` is already known
         (or given earlier in `new`) comes back instead of a new one, with False. Each new one
-        with a `message` has it pushed in the same step: stored and pushed, or neither. Raises
+        with a `message` has it pushed (or added) in the same step: stored and pushed, or
+        neither. Raises
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
@@ -151,7 +154,9 @@ class OperationStore:
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
             args += [item.id, operation_name(project, item.id),
                      "1" if item.request_id else "0",
-                     item.message.payload if item.message else "", len(fields)]
+                     item.message.payload if item.message else "",
+                     "" if item.message is None or item.message.score is None
+                     else item.message.score, len(fields)]
             for pair in fields.items():
                 args += pair
         reply = cast(list[Any], self._write(self._create, keys, args))

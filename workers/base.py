@@ -8,11 +8,12 @@ calls in the worker's main process; both reach the same store.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 
 from core import logs, record
 from core.errors import (
@@ -25,7 +26,7 @@ from core.errors import (
 )
 from core.jobs import JobSpec
 from core.names import operation_name
-from core.states import Event, State
+from core.states import LEASED, Event
 from core.timestamps import now_micros
 
 if TYPE_CHECKING:
@@ -56,9 +57,10 @@ class OperationTask(Task):  # type: ignore[misc]
     def before_start(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Take the operation (PENDING → RUNNING, with a lease), or skip this delivery.
 
-        Skipped: an operation cancelled, deleted or finished meanwhile, and a duplicate
-        delivery of one another live worker is running. A redelivery after a lost worker
-        runs again unless the job is not safe to repeat or its redeliveries are spent.
+        Skipped: an operation cancelled, deleted or finished meanwhile. Deferred: a delivery
+        of one whose lease another worker holds (a duplicate, or a redelivery that came
+        before the lease of a lost worker ran out). A redelivery after a lost worker runs
+        again unless the job is not safe to repeat or its redeliveries are spent.
         """
         project = kwargs["project"]
         name = operation_name(project, task_id)
@@ -69,9 +71,11 @@ class OperationTask(Task):  # type: ignore[misc]
             {record.START_TIME: now_micros(), record.WORKER: self.request.hostname or ""},
             increment=(record.ATTEMPT,), take_lease=settings.lease_seconds)
         if not moved.applied:
-            log.info("skipping %s: it is %s", name,
-                     "held by a live worker" if moved.before is State.RUNNING
-                     else moved.before.value if moved.before else "deleted")
+            if moved.before in LEASED:
+                self._defer(name)
+            else:
+                log.info("skipping %s: it is %s", name,
+                         moved.before.value if moved.before else "deleted")
             raise Ignore()
         redeliveries = moved.attempt - (self.request.retries + 1)
         if redeliveries > 0 and (not self.spec.safe_to_repeat
@@ -86,6 +90,21 @@ class OperationTask(Task):  # type: ignore[misc]
             log.warning("aborted %s: its worker was lost %d time(s)", name, redeliveries)
             raise Ignore()
         log.info("started %s (%s), attempt %d", name, self.name, moved.attempt)
+
+    def _defer(self, name: str) -> None:
+        """Queue this delivery again for when the lease now held runs out, so that it is
+        never dropped: then it runs if the holder was lost, and is skipped if it finished.
+        The copy is published (and confirmed, on RabbitMQ) before this one is acknowledged;
+        if it cannot be, this one goes back to the broker instead."""
+        delay = max(1, math.ceil(self.app.settings.lease_seconds))
+        try:
+            self.signature_from_request(self.request, queue=self.app.settings.queue,
+                                        countdown=delay).apply_async()
+        except Exception as exc:  # whatever the broker's client raises
+            log.warning("could not defer %s (%s); it goes back to the broker", name,
+                        type(exc).__name__)
+            raise Reject(requeue=True) from exc
+        log.info("deferring %s for %ds: it is held by a live worker", name, delay)
 
     def on_success(self, retval: Any, task_id: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> None:

@@ -26,12 +26,10 @@ from workers.supervisor import Supervisor
 from workers.transport import transport_for
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings every opqueue process shares."""
-    return {
-        "broker_url": settings.effective_broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
+def broker_config(settings: Settings) -> dict[str, Any]:
+    """The broker's part of the Celery settings: per broker, what makes it lose nothing."""
+    if not settings.rabbitmq_broker:
+        return {"broker_transport_options": {
             "global_keyprefix": Keys(settings.key_prefix).broker_prefix(),
             # Our leases find lost jobs long before this; see workers/supervisor.py.
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
@@ -40,7 +38,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "priority_steps": [0],
             # Sentinel mode: the name the sentinels know the primary by.
             **({"master_name": settings.sentinel_master} if settings.sentinel_master else {}),
-        },
+        }}
+    # A replicated, durable quorum queue; its delivery limit drops a message that kills
+    # every worker taking it (the leases end its operation ABORTED long before). A topic
+    # exchange lets Celery's native delayed delivery (quorum queues hold no countdowns)
+    # route retries and deferred deliveries back to it.
+    queue = {"exchange": settings.queue, "exchange_type": "topic",
+             "routing_key": settings.queue, "durable": True, "queue_arguments": {
+                 "x-queue-type": "quorum", "x-delivery-limit": settings.broker_delivery_limit}}
+    return {"task_queues": {settings.queue: queue},
+            # Every publish waits for RabbitMQ's confirm: a message confirmed is stored.
+            "broker_transport_options": {"confirm_publish": True}}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings every opqueue process shares."""
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_connection_retry_on_startup": True,
+        **broker_config(settings),
         "task_default_queue": settings.queue,
         "task_serializer": "json",
         "result_serializer": "json",

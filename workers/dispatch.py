@@ -13,28 +13,15 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from core.config import Settings
-from core.jobs import JobSpec
+from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
 from workers.transport import TaskMessage, transport_for
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One job to queue: its operation's project and id (the task id), job type, validated
-    input and time limit (seconds)."""
-
-    project: str
-    operation_id: str
-    spec: JobSpec
-    input: dict[str, Any]
-    timeout: float
 
 
 class Dispatcher:
@@ -81,7 +68,10 @@ class Dispatcher:
     def _options(self) -> dict[str, Any]:
         queue = self.celery.amqp.default_queue
         options = {"exchange": "", "routing_key": queue.name, "serializer": "json",
-                   "delivery_mode": 2, "retry": False, "reply_to": self.celery.thread_oid}
+                   "delivery_mode": 2, "reply_to": self.celery.thread_oid,
+                   # A connection the broker dropped since the last publish is opened again
+                   # once, at once; a broker that is down is reported without waiting.
+                   "retry": True, "retry_policy": {"max_retries": 1, "interval_start": 0}}
         if not self._declared:  # as Celery does on its first publish; once is enough
             options["declare"] = [queue]
         return options
@@ -92,7 +82,7 @@ class Dispatcher:
         grace = self.celery.settings.cancel_grace_seconds
         # The headers `celery.app.amqp.AMQP.as_task_v2` writes, for a task with no parent.
         headers: dict[str, Any] = {
-            "lang": "py", "task": submission.spec.name, "id": task_id, "shadow": None,
+            "lang": "py", "task": submission.job, "id": task_id, "shadow": None,
             "eta": None, "expires": None, "group": None, "group_index": None, "retries": 0,
             "timelimit": [submission.timeout + grace, submission.timeout],
             "root_id": task_id, "parent_id": None, "argsrepr": "()",

@@ -10,14 +10,12 @@ How a job reaches the broker depends on where the broker is:
 - in the store's own Redis: each job's task message is built here, unsent, and pushed by
   the store's creating script onto its queue, so an operation and its message are written
   in one atomic step (`_store_and_queue`);
-- elsewhere: the operations are stored first and their messages published after; should
-  the broker refuse them, the new operations are deleted again and the caller is told to
-  retry (`_store_then_publish`).
-
-A transactional outbox slots in as a third path, for any broker: like the first, it
-builds the messages and has the store push each one, in the same creating step, onto an
-outbox list in the store's Redis instead of a broker queue (a `core.store.Push` to another
-key); a relay then publishes from there. `submit` and its callers stay as they are.
+- elsewhere: the same creating step records each job's message in the store's task outbox
+  (core/task_outbox.py), and the messages are published at once, each entry removed after
+  the broker's confirm (workers/relay.py); should the broker refuse them, the new
+  operations are deleted again, then their entries, and the caller is told to retry. A
+  process killed in between leaves the entries for a worker's relay to publish
+  (`_store_then_publish`).
 """
 
 from __future__ import annotations
@@ -34,8 +32,10 @@ from core.jobs import JobSpec
 from core.names import new_operation_id
 from core.operation import Operation
 from core.store import NewOperation, OperationStore, Push
+from core.task_outbox import Submission, TaskOutbox
 from core.webhooks import WebhookPolicy
-from workers.dispatch import Dispatcher, Submission
+from workers.dispatch import Dispatcher
+from workers.relay import Relay, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class Submitter:
         self.store = store
         self.dispatcher = dispatcher
         self.webhooks = webhooks
+        self.relay = Relay(dispatcher, TaskOutbox.of(store, settings))
 
     def submit(self, project: str, spec: JobSpec, requests: Sequence[RunRequest], *,
                batch: bool = False) -> list[Submitted]:
@@ -130,17 +131,23 @@ class Submitter:
 
     def _store_then_publish(self, project: str, spec: JobSpec,
                             runs: list[_Run]) -> list[Submitted]:
-        """Another broker: store the operations, then publish the new ones' jobs; if that
-        fails, delete those operations again and answer UNAVAILABLE."""
-        results = [Submitted(*result) for result in
-                   self.store.create_many(project, spec.name, [run.new for run in runs])]
-        new = [submission for submission, result
-               in zip(_submissions(project, spec, runs), results, strict=True) if result.created]
+        """Another broker: store the operations with their messages in the task outbox, then
+        publish the new ones' jobs; if that fails, delete those operations and their entries
+        again and answer UNAVAILABLE."""
+        stored = now_ms()
+        staged = [self.relay.outbox.entry(submission, stored)
+                  for submission in _submissions(project, spec, runs)]
+        results = [Submitted(*result) for result in self.store.create_many(
+            project, spec.name, [replace(run.new, message=push)
+                                 for run, (_, push) in zip(runs, staged, strict=True)])]
+        new = [entry for (entry, _), result in zip(staged, results, strict=True)
+               if result.created]
         try:
-            self.dispatcher.enqueue_many(new)
+            self.relay.publish(new)
         except Exception:
-            for submission in new:
-                self.store.delete(project, submission.operation_id)
+            for entry in new:  # first: a message without its operation is harmless
+                self.store.delete(project, entry.submission.operation_id)
+            self.relay.outbox.remove(new)
             log.exception("could not queue %d operation(s) in project %s; their records were "
                           "removed", len(new), project)
             raise Unavailable("the job could not be queued and nothing was stored; retry",
@@ -160,7 +167,7 @@ def check_run_limits(job_input: Any, labels: Mapping[str, str], settings: Settin
 
 
 def _submissions(project: str, spec: JobSpec, runs: list[_Run]) -> list[Submission]:
-    return [Submission(project, run.new.id, spec, run.input, run.timeout) for run in runs]
+    return [Submission(project, run.new.id, spec.name, run.input, run.timeout) for run in runs]
 
 
 def _timeout(spec: JobSpec, requested: float | None) -> float:

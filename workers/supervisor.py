@@ -6,9 +6,11 @@ Each tick it:
   ago (marked CANCELLED, its pool process killed, as `revoke(terminate=True)` does);
 - recovers operations whose worker stopped renewing (a node that died): the job's message
   is put back on the queue, or the operation ends FAILED ABORTED if there is none;
-- puts back messages a node took but died before starting (their operations have no lease
-  yet: they are still PENDING, never attempted, long after the message was taken), and
-  messages left on a queue's landing list by a node that died while taking them;
+- on a Redis broker, puts back messages a node took but died before starting (their
+  operations have no lease yet: they are still PENDING, never attempted, long after the
+  message was taken), and messages left on a queue's landing list by a node that died while
+  taking them (RabbitMQ hands a dead node's messages to another worker by itself);
+- publishes the task outbox's entries that their API process did not (workers/relay.py);
 - drops done operations past their retention from the listing indexes;
 - starts the webhook deliveries that are due (workers/webhooks.py).
 
@@ -32,8 +34,10 @@ from core.errors import Aborted
 from core.names import operation_name
 from core.states import LEASED, Event, State
 from core.store import UNREACHABLE, OperationStore, operation_store
+from core.task_outbox import TaskOutbox
 from core.timestamps import now_micros
 from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded
+from workers.relay import Relay
 from workers.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         super().__init__(worker, **kwargs)
         self._timer_entry: Any = None
         self._webhooks: WebhookSender | None = None
+        self._relay: Relay | None = None
         self._landed_since: dict[Landed, float] = {}  # when this node first saw each one
         self._store: OperationStore | None = None
         self._reachable_since: float | None = None  # monotonic time of the store's last return
@@ -57,6 +62,13 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
         # Not the jobs' patient store: an outage skips a tick instead of stalling the timer.
         self._store = operation_store(worker.app.settings)
         self._webhooks = WebhookSender(worker.app)
+        settings = worker.app.settings
+        if not settings.broker_shares_store:  # else each message is queued with its operation
+            # Here, not at the top: the dispatcher's module imports the Celery app, which
+            # imports this one.
+            from workers.dispatch import Dispatcher
+            self._relay = Relay(Dispatcher.from_settings(settings),
+                                TaskOutbox.of(self.store, settings))
         self._timer_entry = worker.timer.call_repeatedly(interval, self.tick, (worker,))
 
     def stop(self, worker: Any) -> None:
@@ -71,8 +83,11 @@ class Supervisor(bootsteps.StartStopStep):  # type: ignore[misc]
             self._watch_own_jobs(worker)
             if self._store_answered_for_a_lease(worker):
                 self._recover_lost_jobs(worker)
-                self._recover_stranded_messages(worker)
-                self._recover_landed_messages(worker)
+                if worker.app.settings.redis_broker:  # others keep no taken message in reach
+                    self._recover_stranded_messages(worker)
+                    self._recover_landed_messages(worker)
+            if self._relay is not None:
+                self._relay.pump()
             self.store.reap_expired()
             if self._webhooks is not None:
                 self._webhooks.pump()

@@ -1,7 +1,8 @@
 -- Create one or many operations of one project atomically: for each, its hash, its place in
 -- the project index, a change-stream entry and an announcement, when the client sent a
--- requestId, the request key that makes a resubmission return the same one and, when the
--- broker shares this Redis, its job's task message on the queue.
+-- requestId, the request key that makes a resubmission return the same one and its job's
+-- task message: on the queue when the broker shares this Redis, else in the task outbox,
+-- for the API or a relay to publish (workers/relay.py).
 -- KEYS[1] project index   KEYS[2] hash of not-done operations per project
 -- KEYS[3] the project's change stream   KEYS[4] metrics hash (core/metrics.py)
 -- KEYS[2 + 3i], KEYS[3 + 3i], KEYS[4 + 3i] operation i's hash, request key and the queue
@@ -10,7 +11,9 @@
 -- ARGV[3] project   ARGV[4] most not-done operations a project may have (0: no limit)
 -- ARGV[5] changes channel   ARGV[6] stream length bound   ARGV[7] job
 -- ARGV[8..] per operation: id, name, '1' when it has a requestId, its task message ('' for
---           none), n, then n field, value pairs of its new hash
+--           none), when that message is due ('' to push it on a broker queue, a list; else
+--           a score: it is an entry of the task outbox, a sorted set), n, then n field,
+--           value pairs of its new hash
 -- Returns, per operation in order, 1 and its create time when created, or 0 and the id of
 -- the operation its requestId already names (in Redis, or earlier in this same call);
 -- or {2, how many are not done} when creating them all would pass the project's limit,
@@ -22,8 +25,8 @@ while at <= #ARGV do
   local i = #ops + 1
   local op = {id = ARGV[at], name = ARGV[at + 1], hash = KEYS[2 + 3 * i],
               request = ARGV[at + 2] == '1' and KEYS[3 + 3 * i] or nil,
-              queue = KEYS[4 + 3 * i], message = ARGV[at + 3],
-              first = at + 5, last = at + 4 + 2 * tonumber(ARGV[at + 4])}
+              queue = KEYS[4 + 3 * i], message = ARGV[at + 3], due = ARGV[at + 4],
+              first = at + 6, last = at + 5 + 2 * tonumber(ARGV[at + 5])}
   ops[i] = op
   at = op.last + 1
 end
@@ -65,7 +68,11 @@ for _, op in ipairs(ops) do
                'name', op.name, 'event', 'create', 'state', 'PENDING', 'time', stamp)
     redis.call('PUBLISH', ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
                                                  event = 'create', state = 'PENDING'}))
-    if op.message ~= '' then redis.call('LPUSH', op.queue, op.message) end
+    if op.due ~= '' then
+      redis.call('ZADD', op.queue, op.due, op.message)
+    elseif op.message ~= '' then
+      redis.call('LPUSH', op.queue, op.message)
+    end
     out[#out + 1], out[#out + 2] = 1, stamp
   end
 end

@@ -1,4 +1,5 @@
-"""Cancellation against real worker processes (issue #3)."""
+"""Cancellation against real worker processes (issue #3); the queued and running cancels
+on each broker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import broker_env, on_each_broker
 from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate, running_stack
 
 # Each test runs on one Redis and on a primary with replicas behind sentinels.
@@ -28,13 +30,16 @@ def assert_cancelled(operation: dict[str, object]) -> None:
     assert operation["metadata"]["state"] == "CANCELLED"  # type: ignore[index]
 
 
-@pytest.fixture
-def bare_stack(tmp_path: Path, topology: str) -> Iterator[Stack]:
+@pytest.fixture(params=["redis"])
+def bare_stack(request: pytest.FixtureRequest, tmp_path: Path,
+               topology: str) -> Iterator[Stack]:
     """A deployment of its own that starts with no worker at all."""
-    with running_stack(tmp_path, workers=(), topology=topology) as deployment:
+    with running_stack(tmp_path, workers=(), topology=topology,
+                       **broker_env(request)) as deployment:
         yield deployment
 
 
+@on_each_broker("bare_stack")
 def test_a_queued_cancel_needs_no_worker_and_the_job_never_runs(bare_stack: Stack) -> None:
     api = Api(bare_stack.base_url, "queued")
     doomed = api.run("demo.sleep", {"seconds": 0})
@@ -50,6 +55,7 @@ def test_a_queued_cancel_needs_no_worker_and_the_job_never_runs(bare_stack: Stac
     assert "attempt" not in after["metadata"]
 
 
+@on_each_broker("bare_stack")
 def test_a_cancelled_job_already_prefetched_by_a_worker_never_runs(bare_stack: Stack) -> None:
     api = Api(bare_stack.base_url, "prefetched")
     bare_stack.start_worker("greedy", 1, "--prefetch-multiplier", "4")
@@ -67,7 +73,8 @@ def test_a_cancelled_job_already_prefetched_by_a_worker_never_runs(bare_stack: S
     assert "startTime" not in api.get(doomed["name"])["metadata"]
 
 
-def test_a_running_job_that_checks_stops_at_its_next_check(api: Api) -> None:
+def test_a_running_job_that_checks_stops_at_its_next_check(broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("test.gate", {"gate": uuid.uuid4().hex, "cooperative": True})
     api.state_becomes(operation["name"], "RUNNING")
     cancel(api, operation["name"])
@@ -81,7 +88,8 @@ def test_a_running_job_that_checks_stops_at_its_next_check(api: Api) -> None:
 
 
 def test_a_running_job_that_never_checks_is_terminated_after_the_grace_period(
-        api: Api) -> None:
+        broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("test.gate", {"gate": uuid.uuid4().hex, "cooperative": False})
     api.state_becomes(operation["name"], "RUNNING")
     cancel(api, operation["name"])

@@ -18,7 +18,18 @@ import pytest
 from core import record
 from core.connection import redis_client
 from core.states import Event
-from tests.stack import TOPOLOGIES, Api, Stack, eventually, open_gate, running_stack
+from tests.integration.conftest import broker_env, on_each_broker
+from tests.stack import (
+    TOPOLOGIES,
+    Api,
+    Stack,
+    drop_broker_connections,
+    eventually,
+    open_gate,
+    rabbitmq_queue,
+    running_stack,
+    submit_and_die_before_publishing,
+)
 from workers.celery_app import OpqueueCelery
 
 FAULT_ENV = {
@@ -29,14 +40,21 @@ FAULT_ENV = {
 }
 
 
-# Lost workers are recovered the same way whatever the store's topology.
-ON_EVERY_TOPOLOGY = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
+# Lost workers are recovered the same way whatever the store's topology, and on each
+# broker (RabbitMQ with the store on one Redis).
+ON_EVERY_TOPOLOGY_AND_BROKER = pytest.mark.parametrize(
+    ("topology", "fault_stack"),
+    [(topology, "redis") for topology in TOPOLOGIES] + [("standalone", "rabbitmq")],
+    indirect=True)
 
 
-@pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["redis"])
+def fault_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                topology: str) -> Iterator[Stack]:
+    """A deployment with short leases and no worker, on Redis unless a test asks for
+    each broker (`on_each_broker`)."""
     with running_stack(tmp_path_factory.mktemp(f"faults-{topology}"), workers=(),
-                       topology=topology, **FAULT_ENV) as stack:
+                       topology=topology, **FAULT_ENV, **broker_env(request)) as stack:
         yield stack
 
 
@@ -74,7 +92,7 @@ def running_pid(api: Api, name: str) -> int:
     return int(operation["metadata"]["details"]["pid"])
 
 
-@ON_EVERY_TOPOLOGY
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_killed_pool_process_job_is_redelivered_and_completes(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "a", concurrency=2)
@@ -92,7 +110,7 @@ def test_a_killed_pool_process_job_is_redelivered_and_completes(
     assert runs(fault_stack, gate) == 2
 
 
-@ON_EVERY_TOPOLOGY
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "doomed")
@@ -108,7 +126,7 @@ def test_a_job_of_a_killed_node_is_taken_over_by_another_node(
     assert api.wait(operation["name"])["metadata"]["state"] == "SUCCEEDED"
 
 
-@ON_EVERY_TOPOLOGY
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "b", concurrency=2)
@@ -122,7 +140,7 @@ def test_a_job_not_safe_to_repeat_ends_aborted_when_its_worker_is_lost(
     assert runs(fault_stack, gate) == 1
 
 
-@ON_EVERY_TOPOLOGY
+@ON_EVERY_TOPOLOGY_AND_BROKER
 def test_a_job_that_keeps_killing_its_worker_is_aborted_after_the_redeliveries(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     start(fault_stack, nodes, "c", concurrency=2)
@@ -158,6 +176,7 @@ def test_a_job_ignoring_its_soft_limit_is_ended_by_the_hard_limit(
         "SUCCEEDED"
 
 
+@on_each_broker("fault_stack")
 @pytest.mark.parametrize(("failures", "state", "attempts"), [(2, "SUCCEEDED", 3),
                                                              (5, "FAILED", 3)])
 def test_retries_back_off_and_the_last_error_wins(
@@ -175,6 +194,7 @@ def test_retries_back_off_and_the_last_error_wins(
         assert done["metadata"]["statusMessage"].startswith("attempt 2 failed (Flaky)")
 
 
+@on_each_broker("fault_stack")
 def test_a_duplicate_delivery_never_runs_a_job_twice_nor_again_once_done(
         fault_stack: Stack, nodes: list[str], api: Api) -> None:
     # What a worker sees of a redelivery (after a visibility timeout or a crash) is a
@@ -191,19 +211,69 @@ def test_a_duplicate_delivery_never_runs_a_job_twice_nor_again_once_done(
         celery.send_task("test.gate", task_id=ident,
                          kwargs={"project": api.project, "input": {"gate": gate}})
 
-    def refused(why: str) -> bool:
-        line = f"skipping {operation['name']}: it is {why}"
+    def logged(line: str) -> bool:
         return any(line in fault_stack.log(node) for node in ("g1", "g2"))
 
     duplicate()
-    eventually(lambda: refused("held by a live worker"), what="the running duplicate refused")
+    eventually(lambda: logged(f"deferring {operation['name']} for 2s: it is held by a live "
+                              "worker"), what="the running duplicate deferred")
     open_gate(fault_stack, gate)
     done = api.wait(operation["name"])
     duplicate()
-    eventually(lambda: refused("SUCCEEDED"), what="the late duplicate refused")
+    eventually(lambda: logged(f"skipping {operation['name']}: it is SUCCEEDED"),
+               what="the late duplicate refused")
     assert api.get(operation["name"]) == done
     assert done["metadata"]["attempt"] == 1
     assert runs(fault_stack, gate) == 1
+
+
+@pytest.mark.parametrize("fault_stack", ["rabbitmq"], indirect=True)
+def test_every_job_ends_once_when_the_broker_drops_every_connection(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    # Four jobs running (one per pool process) and four queued when RabbitMQ closes every
+    # connection of the deployment: the running jobs' messages go back on the queue while
+    # their jobs go on; the workers and the API reconnect by themselves.
+    start(fault_stack, nodes, "r1", concurrency=2)
+    start(fault_stack, nodes, "r2", concurrency=2)
+    gates = [uuid.uuid4().hex for _ in range(8)]
+    names = [api.run("test.gate", {"gate": gate})["name"] for gate in gates]
+    eventually(lambda: sum(api.get(name)["metadata"]["state"] == "RUNNING"
+                           for name in names) == 4, what="four jobs to run")
+    drop_broker_connections(fault_stack.settings.effective_broker_url)
+    names.append(api.run("demo.sleep", {"seconds": 0})["name"])  # the API publishes again
+    for gate in gates:
+        open_gate(fault_stack, gate)
+    done = [eventually(lambda n=name: (op := api.wait(n))["done"] and op, timeout=60,
+                       what=f"{name} to end") for name in names]
+    assert {op["metadata"]["state"] for op in done} == {"SUCCEEDED"}
+    assert [op["metadata"]["attempt"] for op in done] == [1] * len(names)
+    assert [runs(fault_stack, gate) for gate in gates] == [1] * len(gates)
+    queue = rabbitmq_queue(fault_stack.settings.effective_broker_url, fault_stack.prefix)
+    assert queue["type"] == "quorum"
+    assert queue["arguments"]["x-delivery-limit"] == 20
+
+
+@pytest.mark.parametrize("fault_stack", ["rabbitmq"], indirect=True)
+def test_a_job_whose_api_process_died_before_publishing_it_still_runs(
+        fault_stack: Stack, nodes: list[str], api: Api) -> None:
+    submit_and_die_before_publishing(fault_stack, api.project, "demo.sleep")
+    [operation] = api.http.get(f"{api.base}/v1/projects/{api.project}/operations",
+                               timeout=10).json()["operations"]
+    assert operation["metadata"]["state"] == "PENDING"
+    start(fault_stack, nodes, "relay")  # its supervisor relays what the API left behind
+    done = api.wait(operation["name"])
+    assert done["metadata"]["state"] == "SUCCEEDED"
+    assert done["metadata"]["attempt"] == 1
+    assert task_outbox(fault_stack) == []
+
+
+def task_outbox(stack: Stack) -> list[str]:
+    """The entries of `stack`'s task outbox."""
+    client = redis_client(stack.redis_url)
+    try:
+        return list(client.zrange(stack.store().keys.task_outbox(), 0, -1))
+    finally:
+        client.close()
 
 
 TAKER = """

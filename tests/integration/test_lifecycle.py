@@ -1,4 +1,5 @@
-"""Issue #2's scenarios over real HTTP, against real Redis and real worker processes."""
+"""Issue #2's scenarios over real HTTP, against real Redis and real worker processes;
+those taking `broker_api` run once per broker."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.stack import TOPOLOGIES, Api, Stack, open_gate
 pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)
 
 
-def test_a_job_runs_from_pending_through_running_to_succeeded(api: Api) -> None:
+def test_a_job_runs_from_pending_through_running_to_succeeded(broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("demo.sleep", {"seconds": 0.3, "steps": 3})
     assert operation["done"] is False
     assert operation["metadata"]["state"] == "PENDING"
@@ -29,8 +31,9 @@ def test_a_job_runs_from_pending_through_running_to_succeeded(api: Api) -> None:
     assert meta["createTime"] <= meta["startTime"] <= meta["endTime"]
 
 
-def test_running_operations_show_start_worker_attempt_and_progress(api: Api,
-                                                                   stack: Stack) -> None:
+def test_running_operations_show_start_worker_attempt_and_progress(
+        broker_api: Api, broker_stack: Stack) -> None:
+    api, stack = broker_api, broker_stack
     gate = uuid.uuid4().hex
     operation = api.run("test.steps", {"gate": gate, "steps": 4})
     running = api.state_becomes(operation["name"], "RUNNING")
@@ -53,7 +56,8 @@ def _progress_reaches(api: Api, name: str, percent: int) -> dict[str, object]:
                       and op, what=f"progress {percent}%")
 
 
-def test_a_job_failing_with_a_chosen_code(api: Api) -> None:
+def test_a_job_failing_with_a_chosen_code(broker_api: Api) -> None:
+    api = broker_api
     operation = api.run("demo.fail", {"code": "FAILED_PRECONDITION", "message": "not ready"})
     done = api.wait(operation["name"])
     assert done["done"] is True
@@ -96,7 +100,9 @@ def test_listing_pages_newest_first(api: Api) -> None:
     assert bad.status_code == 400
 
 
-def test_delete_forgets_the_record_but_the_job_still_runs(api: Api, stack: Stack) -> None:
+def test_delete_forgets_the_record_but_the_job_still_runs(broker_api: Api,
+                                                          broker_stack: Stack) -> None:
+    api, stack = broker_api, broker_stack
     gate = uuid.uuid4().hex
     operation = api.run("test.gate", {"gate": gate})
     api.state_becomes(operation["name"], "RUNNING")

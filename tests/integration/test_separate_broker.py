@@ -1,8 +1,8 @@
 """A deployment whose Celery broker is not the store's Redis (`OPQUEUE_BROKER_URL`).
 
-The API then stores each operation first and publishes its message after (see
-workers/dispatch.py); with the broker in the store's Redis, the rest of the suite covers
-the one-step way.
+The API then stores each operation with its message in the task outbox and publishes the
+message after (see workers/relay.py); with the broker in the store's Redis, the rest of the
+suite covers the one-step way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from core.connection import redis_client
 from core.embedded_redis import EmbeddedRedis
-from tests.stack import Api, Stack, running_stack
+from tests.stack import Api, Stack, running_stack, submit_and_die_before_publishing
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +42,13 @@ def test_jobs_run_through_a_broker_of_their_own(separate: Stack, broker_url: str
     finally:
         store.close()
         broker.close()
+
+
+def test_a_job_whose_api_process_died_before_publishing_it_still_runs(separate: Stack) -> None:
+    api = Api(separate.base_url, f"b-{uuid.uuid4().hex[:12]}")
+    submit_and_die_before_publishing(separate, api.project, "demo.sleep")
+    [operation] = api.http.get(f"{api.base}/v1/projects/{api.project}/operations",
+                               timeout=10).json()["operations"]
+    done = api.wait(operation["name"])  # a worker's relay published it
+    assert done["metadata"]["state"] == "SUCCEEDED"
+    assert done["metadata"]["attempt"] == 1

@@ -19,9 +19,9 @@ import redis
 from kombu import Connection, Consumer, Producer, Queue
 
 from core.connection import redis_client
-from core.jobs import registry
+from core.task_outbox import Submission
 from tests.stack import Stack
-from workers.dispatch import Dispatcher, Submission
+from workers.dispatch import Dispatcher
 from workers.transport import Channel, WorkerTransport
 
 
@@ -132,8 +132,7 @@ def test_messages_for_the_store_are_what_publishing_would_queue(stack: Stack,
     settings = replace(stack.settings, key_prefix=broker.prefix.rstrip(":"), queue="jobs")
     dispatcher = Dispatcher.from_settings(settings)
     assert dispatcher.shares_store
-    spec = registry.load_modules(("core.demo_jobs",)).get("demo.sleep")
-    submissions = [Submission("demo", str(uuid.uuid4()), spec, {"seconds": n}, 5.0)
+    submissions = [Submission("demo", str(uuid.uuid4()), "demo.sleep", {"seconds": n}, 5.0)
                    for n in (1, 2)]
     dispatcher.enqueue_many(submissions)
     queue_key = f"{broker.prefix}broker:jobs"

@@ -76,3 +76,16 @@ def test_the_sentinel_overlay_points_the_service_at_its_sentinels() -> None:
     for replica in ("replica1", "replica2"):
         command = overlay[replica]["command"]
         assert command[command.index("--replicaof") + 1:][:2] == ["redis", "6379"]
+
+
+def test_the_rabbitmq_compose_file_puts_web_and_workers_on_a_durable_rabbitmq() -> None:
+    overlay: dict[str, Any] = yaml.safe_load(
+        (ROOT / "docker-compose.rabbitmq.yml").read_text())
+    services = overlay["services"]
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in services["rabbitmq"]["volumes"])
+    for name in ("web", "grpc", "worker"):
+        assert name in compose()["services"]  # what the overlay adds to
+        url = services[name]["environment"]["OPQUEUE_BROKER_URL"]
+        assert url.startswith("amqp://")
+        assert "@rabbitmq:5672/" in url
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"

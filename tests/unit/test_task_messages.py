@@ -18,8 +18,9 @@ from kombu.utils.json import loads
 from core.config import Settings
 from core.jobs import JobSpec, registry
 from core.names import new_operation_id
+from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
-from workers.dispatch import Dispatcher, Submission
+from workers.dispatch import Dispatcher
 
 JOB_INPUT = {"seconds": 1.5, "steps": 3, "note": "ünïcode"}
 
@@ -50,7 +51,7 @@ def taken(celery: OpqueueCelery) -> dict[str, Any]:
 def test_dispatch_builds_what_send_task_builds(celery: OpqueueCelery, spec: JobSpec) -> None:
     task_id, timeout = new_operation_id(), 42.5
     grace = celery.settings.cancel_grace_seconds
-    Dispatcher(celery).enqueue_many([Submission("demo", task_id, spec, JOB_INPUT, timeout)])
+    Dispatcher(celery).enqueue_many([Submission("demo", task_id, spec.name, JOB_INPUT, timeout)])
     ours = taken(celery)
     celery.send_task(spec.name, kwargs={"project": "demo", "input": JOB_INPUT}, task_id=task_id,
                      time_limit=timeout + grace, soft_time_limit=timeout)
@@ -67,9 +68,9 @@ def test_dispatch_builds_what_send_task_builds(celery: OpqueueCelery, spec: JobS
 def test_many_messages_in_one_batch_are_each_the_same_as_one(celery: OpqueueCelery,
                                                               spec: JobSpec) -> None:
     ids = [new_operation_id() for _ in range(3)]
-    Dispatcher(celery).enqueue_many([Submission("demo", i, spec, JOB_INPUT, 5.0) for i in ids])
+    Dispatcher(celery).enqueue_many([Submission("demo", i, spec.name, JOB_INPUT, 5.0) for i in ids])
     batch = [taken(celery) for _ in ids]
-    Dispatcher(celery).enqueue_many([Submission("demo", ids[0], spec, JOB_INPUT, 5.0)])
+    Dispatcher(celery).enqueue_many([Submission("demo", ids[0], spec.name, JOB_INPUT, 5.0)])
     single = taken(celery)
     assert [message["headers"]["id"] for message in batch] == ids
     for message in (batch[0], single):

@@ -155,3 +155,36 @@ def test_bad_input_that_reached_a_worker_fails_the_operation(celery: OpqueueCele
     assert operation.state is State.FAILED
     assert operation.status is not None
     assert operation.status["code"] == 3
+
+
+class Copy:
+    """Stands in for the signature of a deferred delivery's copy."""
+
+    def __init__(self, published: list[dict[str, Any]], fails: bool, **options: Any) -> None:
+        self.published, self.fails, self.options = published, fails, options
+
+    def apply_async(self) -> None:
+        if self.fails:
+            raise ConnectionError("broker down")
+        self.published.append(self.options)
+
+
+@pytest.mark.parametrize("publishing_fails", [False, True])
+def test_a_delivery_of_an_operation_another_worker_holds_is_deferred_never_dropped(
+        celery: OpqueueCelery, store: OperationStore, monkeypatch: pytest.MonkeyPatch,
+        publishing_fails: bool) -> None:
+    operation_id = names.new_operation_id()
+    store.create("demo", operation_id, "t.echo")
+    store.apply("demo", operation_id, Event.START, take_lease=60)  # a live worker runs it
+    task, published = celery.tasks["t.echo"], []
+    monkeypatch.setattr(task, "signature_from_request", lambda *_, **options: Copy(
+        published, publishing_fails, **options))
+    result = task.apply(kwargs={"project": "demo", "input": {"n": 1}}, task_id=operation_id)
+    # Published again for when the lease runs out, else handed back to the broker: never
+    # acknowledged without a copy, and the operation is left to the worker holding it.
+    assert published == ([] if publishing_fails else [
+        {"queue": celery.settings.queue, "countdown": 10}])
+    assert result.state == ("REJECTED" if publishing_fails else "IGNORED")
+    found = store.get("demo", operation_id)
+    assert found is not None
+    assert found.state is State.RUNNING
