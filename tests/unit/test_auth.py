@@ -19,24 +19,8 @@ from app import create_app
 from app.api_keys import KeyRing, Role, new_key
 from app.new_api_key import main
 from core.config import Settings
-from core.jobs import registry
 from tests.fakes import RecordingDispatcher
-
-KEYS = {name: new_key(name, role, projects) for name, role, projects in [
-    ("owner", Role.SUBMITTER, ["demo"]),
-    ("viewer", Role.READER, ["demo"]),
-    ("stranger", Role.SUBMITTER, ["other"]),
-]}
-SECRET = {name: key for name, (key, _) in KEYS.items()}
-KEYS_JSON = json.dumps({"keys": [entry for _, entry in KEYS.values()]})
-
-
-@pytest.fixture
-def keyed(settings: Settings, redis: fakeredis.FakeRedis,
-          dispatcher: RecordingDispatcher) -> Flask:
-    return create_app(replace(settings, api_keys=KEYS_JSON), redis=redis,
-                      dispatcher=dispatcher,  # type: ignore[arg-type]
-                      registry=registry.load_modules(settings.job_modules))
+from tests.keys import SECRET
 
 
 @pytest.fixture

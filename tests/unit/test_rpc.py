@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
-import fakeredis
 import grpc
 import pytest
 from flask import Flask
@@ -20,15 +19,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from app import create_app
 from core.config import Settings
-from core.jobs import registry
 from opqueue.v1 import jobs_pb2, jobs_pb2_grpc
 from rpc.server import start
 from rpc.transcoder import peer_address
-from tests.fakes import RecordingDispatcher
+from tests.keys import SECRET
 from tests.stack import eventually
-from tests.unit.test_auth import KEYS_JSON, SECRET
 
 PROJECT = "projects/demo"
 
@@ -174,15 +170,6 @@ def test_wait_answers_before_the_callers_deadline(
     request.timeout.FromSeconds(60)
     waited = operations.WaitOperation(request, timeout=0.5)
     assert (waited.name, waited.done) == (name, False)
-
-
-@pytest.fixture
-def keyed(settings: Settings, redis: fakeredis.FakeRedis,
-          dispatcher: RecordingDispatcher) -> Flask:
-    """The app with API keys configured (tests/unit/test_auth.py's keys)."""
-    return create_app(replace(settings, api_keys=KEYS_JSON), redis=redis,
-                      dispatcher=dispatcher,  # type: ignore[arg-type]
-                      registry=registry.load_modules(settings.job_modules))
 
 
 @pytest.fixture
