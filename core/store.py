@@ -104,9 +104,10 @@ class OperationStore:
         self.min_replicas = min_replicas
         self.replication_timeout = replication_timeout
         self.refuse_unreplicated = refuse_unreplicated
-        # Writes retried for about this many seconds while the store cannot be reached.
+        # Writes retried for about this many seconds while the store cannot be reached
+        # (workers); None: a write fails at once (the API answers UNAVAILABLE).
         self._outage_retry = Retry(ExponentialBackoff(cap=1.0, base=0.05),
-                                   retries=int(outage_patience) + 4 if outage_patience else 0)
+                                   retries=int(outage_patience) + 4) if outage_patience else None
         self._create = register_lua(client, "core", "create.lua")
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
@@ -264,6 +265,8 @@ class OperationStore:
     def _write(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run a writing script and return its reply, retried through an outage for the
         store's patience (the scripts answer a repeated call as the first)."""
+        if self._outage_retry is None:
+            return self._write_once(script, keys, args)
         return self._outage_retry.call_with_retry(
             lambda: self._write_once(script, keys, args), lambda error: None)
 
