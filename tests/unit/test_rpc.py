@@ -168,7 +168,7 @@ def test_wait_answers_before_the_callers_deadline(
     name = run(jobs).name
     request = operations_pb2.WaitOperationRequest(name=name)
     request.timeout.FromSeconds(60)
-    waited = operations.WaitOperation(request, timeout=0.5)
+    waited = operations.WaitOperation(request, timeout=1.0)
     assert (waited.name, waited.done) == (name, False)
 
 
