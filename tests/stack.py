@@ -153,9 +153,9 @@ def store_deployment(workdir: Path, topology: str = "standalone"
                      ) -> Iterator[tuple[dict[str, str], Replicated | None]]:
     """The environment naming a store of `topology` (see TOPOLOGIES), and its replicated
     deployment if it has one, for the duration."""
-    if topology == "cluster":  # the session's cluster; the broker cannot be on it
-        with EmbeddedRedis(workdir / "broker", persistent=False) as broker:
-            cluster = shared_cluster()
+    if topology == "cluster":  # the broker cannot be on the cluster: a Redis of its own
+        with shared_cluster(workdir / "cluster") as cluster, \
+                EmbeddedRedis(workdir / "broker", persistent=False) as broker:
             yield {**cluster.env, "OPQUEUE_BROKER_URL": broker.url}, cluster
         return
     if topology == "sentinel":
