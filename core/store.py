@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,26 +17,22 @@ from typing import Any, cast
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
-from redis.exceptions import MovedError
 from redis.retry import Retry
 
 from core import record
 from core.config import Settings
-from core.connection import UNREACHABLE, forget_primary, primary_for, register_lua, store_client
-from core.errors import ResourceExhausted, Unavailable
+from core.connection import UNREACHABLE, register_lua, store_client
+from core.errors import ResourceExhausted
 from core.keyspace import Keys
 from core.layout import check_layout
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
 from core.names import operation_name
 from core.operation import Operation
 from core.projects import Projects
+from core.replication import Replication, replicated_write
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
 from core.timestamps import now_micros
 
-log = logging.getLogger(__name__)
-
-# What a node that serves a key no more answers (on a cluster, after a failover).
-_DEMOTED = (MovedError, redis.ReadOnlyError)
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
@@ -282,38 +277,11 @@ class OperationStore:
             lambda: self._write_once(script, keys, args), lambda error: None)
 
     def _write_once(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run a writing script and return its reply. With `min_replicas`, the reply comes
-        only once that many replicas have the write (`WAIT`, on the script's own connection);
-        if they do not within `replication_timeout`, UNAVAILABLE (or, if not
-        `refuse_unreplicated`, a warning): a caller is never told of a write a failover
-        could lose."""
+        """Run a writing script once; with `min_replicas`, answered once replicated."""
         if not self.min_replicas:
             return script(keys=keys, args=args)
-        try:
-            with primary_for(self.redis, keys[0]).pipeline(transaction=False) as pipe:
-                script(keys=keys, args=args, client=pipe)
-                pipe.wait(self.min_replicas, int(self.replication_timeout * 1000))
-                reply, replicas = pipe.execute()
-        except UNREACHABLE:
-            forget_primary(self.redis)  # on a cluster the shard's replica may take over
-            raise
-        except redis.ResponseError as exc:
-            if not isinstance(exc, _DEMOTED) and "WAIT cannot be used with replica" not in str(exc):
-                raise
-            # The primary was demoted under us (a failover), or the slot moved: drop its
-            # connections and let the caller retry on the new one, as redis-py does for a
-            # READONLY reply.
-            forget_primary(self.redis)
-            raise redis.ConnectionError("the store's primary became a replica") from exc
-        if int(replicas) < self.min_replicas and not self.refuse_unreplicated:
-            log.warning("a store write reached %s of %d replicas in %gs", replicas,
-                        self.min_replicas, self.replication_timeout)
-        elif int(replicas) < self.min_replicas:
-            raise Unavailable(
-                f"the change reached {replicas} of the {self.min_replicas} store replica(s) "
-                "it must reach before it counts; retry", reason="STORE_REPLICAS_BEHIND",
-                metadata={"minReplicas": str(self.min_replicas)})
-        return reply
+        return replicated_write(self.redis, script, keys, args, Replication(
+            self.min_replicas, self.replication_timeout, self.refuse_unreplicated))
 
     def list_page(
         self,
