@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
+from core.connection import forget_primary
 from core.keyspace import Keys
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class ChangeListener:
                 with self._lock:
                     for subscribed in self._subscribed.values():
                         subscribed.clear()  # resubscribed (and rechecked) on reconnecting
+                if self._sharded:  # a shard may have failed over: learn who serves what
+                    forget_primary(self._client)
                 time.sleep(0.5)  # back off before reconnecting
             finally:
                 pubsub.close()
