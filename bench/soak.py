@@ -315,7 +315,7 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
                restart_broker=restart_broker)
     listening = stack.store()  # kept: dropping a client disconnects its pool, pub/sub included
     pubsub = listening.redis.pubsub()
-    pubsub.subscribe(f"{stack.prefix}:changes")
+    pubsub.subscribe(listening.keys.changes(PROJECT))
     pubsub.get_message(timeout=5)  # subscribed before the first job
     work = [random_job(run.rng) for _ in range(jobs)]
     clients = [threading.Thread(target=run.submit, args=(work[n::CLIENTS],), daemon=True)
