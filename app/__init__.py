@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)
+    app.before_request(request_limits.check_head)
     app.before_request(auth.guard)
     app.before_request(request_limits.require_json_body)
     errors.register_error_handlers(app)

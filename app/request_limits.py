@@ -1,9 +1,16 @@
-"""Bounds on what a request may carry, beyond the body size gunicorn and Flask enforce."""
+"""Bounds on what a request may carry: its head (request line and headers), its JSON body's
+depth, and its content type; Flask enforces the body size (MAX_CONTENT_LENGTH).
+
+The HTTP server refuses by itself only what it cannot parse: over 100 header fields, or
+bytes that are not HTTP/1.1 (README, Limits). Everything it passes on is checked here, so
+that every refusal of a request's size is the Google error envelope.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from flask import request
 
@@ -26,6 +33,31 @@ def json_depth(value: Any) -> int:
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+# gunicorn's defaults, which this service documented before it moved to Granian.
+MAX_REQUEST_LINE_BYTES = 4094
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 8190
+
+
+def check_head() -> None:
+    """INVALID_ARGUMENT if the request line or a header is over its limit."""
+    environ = request.environ
+    target = quote(environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~")
+    query = environ.get("QUERY_STRING", "")
+    line = (len(request.method) + len(target) + len(environ.get("SERVER_PROTOCOL", "")) + 2
+            + (len(query) + 1 if query else 0))
+    if line > MAX_REQUEST_LINE_BYTES:
+        raise InvalidArgument("the request line (method, path and query) is too long; the "
+                              f"limit is {MAX_REQUEST_LINE_BYTES} bytes",
+                              reason="REQUEST_LINE_TOO_LONG")
+    headers = request.headers
+    if len(headers) > MAX_HEADERS or any(len(name) + len(value) + 2 > MAX_HEADER_BYTES
+                                         for name, value in headers.items()):
+        raise InvalidArgument(f"the request headers are too many or too large (at most "
+                              f"{MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes)",
+                              reason="REQUEST_HEADERS_TOO_LARGE")
 
 
 def check_depth(value: Any, settings: Settings) -> None:
