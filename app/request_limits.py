@@ -39,22 +39,27 @@ def json_depth(value: Any) -> int:
 MAX_REQUEST_LINE_BYTES = 4094
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 8190
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})  # WSGI drops HTTP_
 
 
 def check_head() -> None:
     """INVALID_ARGUMENT if the request line or a header is over its limit."""
     environ = request.environ
-    target = quote(environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~")
-    query = environ.get("QUERY_STRING", "")
-    line = (len(request.method) + len(target) + len(environ.get("SERVER_PROTOCOL", "")) + 2
-            + (len(query) + 1 if query else 0))
-    if line > MAX_REQUEST_LINE_BYTES:
+    path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+    # The line as sent: the path percent-encoded again (at most 3 bytes a character).
+    if len(path) * 3 + len(query) + 32 > MAX_REQUEST_LINE_BYTES and (
+            len(request.method) + len(quote(path, safe=_PATH_SAFE)) + len(query) + 2
+            + len(environ.get("SERVER_PROTOCOL", "")) + (1 if query else 0)
+            > MAX_REQUEST_LINE_BYTES):
         raise InvalidArgument("the request line (method, path and query) is too long; the "
                               f"limit is {MAX_REQUEST_LINE_BYTES} bytes",
                               reason="REQUEST_LINE_TOO_LONG")
-    headers = request.headers
-    if len(headers) > MAX_HEADERS or any(len(name) + len(value) + 2 > MAX_HEADER_BYTES
-                                         for name, value in headers.items()):
+    headers = [len(name) - 5 + len(value) for name, value in environ.items()
+               if name.startswith("HTTP_")]  # "HTTP_X_NAME": "X-Name" and its value
+    headers += [len(name) + len(environ[name]) for name in _UNPREFIXED_HEADERS
+                if name in environ]
+    if len(headers) > MAX_HEADERS or max(headers, default=0) + 2 > MAX_HEADER_BYTES:
         raise InvalidArgument(f"the request headers are too many or too large (at most "
                               f"{MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes)",
                               reason="REQUEST_HEADERS_TOO_LARGE")
