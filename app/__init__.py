@@ -23,6 +23,7 @@ from app import (
 from app.access import Authorizer
 from app.api_keys import KeyRing
 from app.changes import ChangeListener
+from app.fast_reads import FastReads
 from app.long_requests import LongRequests
 from app.page_tokens import PageTokens
 from app.rate_limiter import RateLimiter
@@ -95,4 +96,5 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
     for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp, metrics.bp,
                       ui.bp, docs.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = FastReads(app, app.extensions["opqueue"])  # type: ignore[method-assign]
     return app

@@ -8,7 +8,7 @@ that every refusal of a request's size is the Google error envelope.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -44,12 +44,17 @@ _UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})  # WSGI drop
 
 
 def check_head() -> None:
-    """INVALID_ARGUMENT if the request line or a header is over its limit."""
-    environ = request.environ
+    """INVALID_ARGUMENT if the current request's line or a header is over its limit."""
+    check_head_of(request.environ)
+
+
+def check_head_of(environ: Mapping[str, Any]) -> None:
+    """INVALID_ARGUMENT if the line or a header of the request of WSGI `environ` is over its
+    limit."""
     path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
     # The line as sent: the path percent-encoded again (at most 3 bytes a character).
     if len(path) * 3 + len(query) + 32 > MAX_REQUEST_LINE_BYTES and (
-            len(request.method) + len(quote(path, safe=_PATH_SAFE)) + len(query) + 2
+            len(environ["REQUEST_METHOD"]) + len(quote(path, safe=_PATH_SAFE)) + len(query) + 2
             + len(environ.get("SERVER_PROTOCOL", "")) + (1 if query else 0)
             > MAX_REQUEST_LINE_BYTES):
         raise InvalidArgument("the request line (method, path and query) is too long; the "

@@ -54,8 +54,15 @@ def flower(broker_url: str, prefix: str, log: Path) -> Iterator[str]:
 
 
 def described_task(base: str, app: Celery) -> str:
-    """The id of a task that ran and that Flower describes (a worker with events must run)."""
-    task_id: str = app.tasks[baseline.TASK].apply_async().id
-    eventually(lambda: _answers(f"{base}/api/task/info/{task_id}"), timeout=60,
-               what="Flower to know the task")
+    """The id of a task that ran and that Flower describes (a worker with events must run).
+
+    Flower hears events only once it has subscribed, some time after it first answers:
+    tasks are sent until one of them is described."""
+    sent: list[str] = []
+
+    def described() -> str | None:
+        sent.append(app.tasks[baseline.TASK].apply_async().id)
+        return next((task for task in sent if _answers(f"{base}/api/task/info/{task}")), None)
+
+    task_id: str = eventually(described, timeout=60, what="Flower to describe a task")
     return task_id
