@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages importable
 
@@ -60,8 +62,6 @@ def _start(stack: Stack, command: list[str], env: dict[str, str], port: int,
     with log.open("ab") as out:
         process = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT,
                                    env=full, stdout=out, stderr=subprocess.STDOUT)
-    import requests
-
     def ready() -> bool:
         try:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok
