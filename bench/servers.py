@@ -38,20 +38,26 @@ PARKED = 1000
 FIGURES = ("/healthz", "GetOperation", ":run", f"GetOperation, {PARKED:,} parked :wait")
 
 
-def _granian(threads: int) -> list[str]:
-    return ["granian", "--interface", "wsgi", "--factory", "--workers", "2",
-            "--blocking-threads", str(threads), "--host", "127.0.0.1", "--port", "{port}",
-            "app:create_app"]
+def _granian(threads: int) -> tuple[list[str], dict[str, str]]:
+    return (["granian", "--interface", "wsgi", "--factory", "--workers", "2",
+             "--blocking-threads", str(threads), "--backpressure", str(threads),
+             "--access-log", "--host", "127.0.0.1", "--port", "{port}", "app:create_app"],
+            {"OPQUEUE_WEB_THREADS": str(threads)})
+
+
+def _gunicorn(threads: int) -> tuple[list[str], dict[str, str]]:
+    # What the Procfile ran before Granian (its gunicorn.conf.py): gthread, an access line.
+    return (["gunicorn", "--worker-class", "gthread", "--workers", "2", "--threads",
+             str(threads), "--bind", "127.0.0.1:{port}", "--access-logfile", "-",
+             "app:create_app()"], {"OPQUEUE_WEB_THREADS": str(threads)})
 
 
 # name → (command, extra environment); "{port}" is filled in per start.
 SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
-    "gunicorn gthread 2 x 128": (["gunicorn", "--config", "gunicorn.conf.py",
-                                  "app:create_app()"], {"OPQUEUE_WEB_THREADS": "128"}),
-    "gunicorn gthread 2 x 640": (["gunicorn", "--config", "gunicorn.conf.py",
-                                  "app:create_app()"], {"OPQUEUE_WEB_THREADS": "640"}),
-    "granian wsgi 2 x 8": (_granian(8), {"OPQUEUE_WEB_THREADS": "8"}),
-    "granian wsgi 2 x 640": (_granian(640), {"OPQUEUE_WEB_THREADS": "640"}),
+    "gunicorn gthread 2 x 128": _gunicorn(128),
+    "gunicorn gthread 2 x 640": _gunicorn(640),
+    "granian wsgi 2 x 8": _granian(8),
+    "granian wsgi 2 x 640": _granian(640),
 }
 
 
