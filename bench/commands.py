@@ -1,0 +1,528 @@
+"""Redis commands, round trips and bytes per job step, ours beside raw Celery, same run.
+
+    .venv/bin/python bench/commands.py [--quick]     (`make bench` runs it as `commands`)
+
+On the bench stack's private Redis, jobs go through one at a time from one client: ours are
+`bench.step` jobs (one progress report) submitted with `:run` and run by one worker node of
+one process, then read back with GetOperation and ListOperations; Celery's are no-op tasks
+sent with `apply_async` to a worker of one process that stores each result in the same
+Redis (bench/baseline.py). Each phase is watched twice over (bench/redis_probe.py):
+
+- `INFO` before and after: commands run (`total_commands_processed`, which counts those a
+  Lua script runs too), read events (`total_reads_processed`: one per client round trip,
+  a pipeline included), network bytes each way, and memory (`used_memory` less the client
+  buffers), the watching's own share subtracted;
+- `MONITOR`: every command with its client, so that each is put down to a step by the
+  process that sent it (API, worker, this process) and what it is (the transition script's
+  event, the message take, the acknowledgement, the result write); a command a script ran
+  goes with its script. Round trips per step: a client's commands sent back to back (under
+  15 µs apart, as a pipeline arrives) count as one.
+
+Worker-side background (idle polling, the supervisor's ticks) is measured for a few seconds
+before the jobs run and subtracted at its rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from bench import baseline, environment
+from bench.redis_probe import Command, Monitor, Probe
+from bench.report import Row
+from bench.throughput import yardstick
+from tests.stack import Stack
+
+JOB = "bench.step"
+NODE = {"steps": 1}  # one worker node of one process: jobs run one at a time
+IDLE_SECONDS = 3.0
+PIPELINED = 15e-6  # seconds: commands of one client closer than this came in one write
+POLL = 0.05
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = {hashlib.sha1(path.read_bytes()).hexdigest(): path.stem
+           for folder in ("core/lua", "workers/lua") for path in (ROOT / folder).glob("*.lua")}
+TAKES = frozenset({"BLMOVE", "BRPOP", "BLPOP"})
+WORKER_EVENTS = {"start": "start", "progress": "progress"}  # any other event ends the job
+
+
+@dataclass
+class Usage:
+    """What some work cost Redis."""
+
+    commands: float = 0.0  # run, those inside scripts included
+    client_commands: float = 0.0  # sent by clients (MONITOR only)
+    round_trips: float = 0.0
+    bytes_in: float = 0.0  # client → Redis
+    bytes_out: float = 0.0  # Redis → client (INFO only)
+    memory: float = 0.0  # growth of the data (INFO only)
+    redis_cpu: float = 0.0  # seconds of Redis's command thread (INFO only)
+    api_cpu: float = 0.0  # seconds of the API's processes
+    worker_cpu: float = 0.0  # seconds of the worker nodes' processes, pools included
+
+    def combine(self, other: Usage, by: float = 1.0) -> Usage:
+        """self + by * other, figure by figure."""
+        return Usage(*(getattr(self, f.name) + by * getattr(other, f.name)
+                       for f in fields(self)))
+
+    def per(self, count: float) -> Usage:
+        """Each figure divided by `count`."""
+        return Usage(*(getattr(self, f.name) / count for f in fields(self)))
+
+
+@dataclass
+class Phase:
+    """One watched stretch: INFO's totals, MONITOR's commands by step, and its length."""
+
+    seconds: float = 0.0
+    totals: Usage = field(default_factory=Usage)
+    steps: dict[str, Usage] = field(default_factory=dict)
+
+    def less(self, offset: Usage) -> Phase:
+        """This phase with `offset` taken from its totals (the watching's own cost)."""
+        return Phase(self.seconds, self.totals.combine(offset, -1), self.steps)
+
+    def net_of(self, idle: Phase) -> Phase:
+        """This phase less `idle`'s background at its rate over this phase's length."""
+        by = -self.seconds / idle.seconds
+        steps = {name: usage.combine(idle.steps.get(name, Usage()), by)
+                 for name, usage in self.steps.items()}
+        return Phase(self.seconds, self.totals.combine(idle.totals, by), steps)
+
+
+@dataclass
+class Unit:
+    """One client call as the server saw it: a command, a script with what it ran, or a
+    MULTI ... EXEC block."""
+
+    port: int
+    role: str
+    sent: list[Command]
+    ran: list[Command] = field(default_factory=list)  # by a script, inside this call
+
+    @property
+    def ended(self) -> float:
+        """When the server finished it, as near as MONITOR says."""
+        return (self.ran or self.sent)[-1].at
+
+
+def processes(stack: Stack) -> dict[str, list[psutil.Process]]:
+    """This process (`client`) and its children by role: `api` (the stack's web and gRPC
+    servers) and `worker` (every other: worker nodes, the baseline's), each with its own."""
+    names = {process.pid: name for name, process in stack.processes.items()}
+    found: dict[str, list[psutil.Process]] = {"client": [psutil.Process()], "api": [],
+                                              "worker": []}
+    for child in found["client"][0].children():
+        role = "api" if names.get(child.pid) in ("web", "grpc") else "worker"
+        try:
+            found[role] += [child, *child.children(recursive=True)]
+        except psutil.Error:  # gone meanwhile
+            continue
+    return found
+
+
+def roles(by_role: dict[str, list[psutil.Process]], redis_port: int) -> dict[int, str]:
+    """Client port → role for every connection to Redis these processes hold now."""
+    found: dict[int, str] = {}
+    for role, family in by_role.items():
+        for process in family:
+            try:
+                for connection in process.net_connections(kind="tcp"):
+                    if connection.raddr and connection.raddr.port == redis_port:
+                        found[connection.laddr.port] = role
+            except psutil.Error:
+                pass
+    return found
+
+
+def cpu_times(by_role: dict[str, list[psutil.Process]]) -> dict[int, tuple[str, float]]:
+    """pid → (role, CPU seconds so far) of the API's and the workers' processes."""
+    found: dict[int, tuple[str, float]] = {}
+    for role in ("api", "worker"):
+        for process in by_role[role]:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            found[process.pid] = (role, times.user + times.system)
+    return found
+
+
+def units(commands: list[Command], role_of: dict[int, str]) -> list[Unit]:
+    """The commands grouped into client calls, in the order the server ran them."""
+    found: list[Unit] = []
+    open_blocks: dict[int, Unit] = {}
+    for command in commands:
+        if command.in_script:
+            if found:
+                found[-1].ran.append(command)
+            continue
+        block = open_blocks.get(command.port)
+        if block is not None:
+            block.sent.append(command)
+            if command.name in ("EXEC", "DISCARD"):
+                del open_blocks[command.port]
+            continue
+        unit = Unit(command.port, role_of.get(command.port, "unknown"), [command])
+        found.append(unit)
+        if command.name == "MULTI":
+            open_blocks[command.port] = unit
+    return found
+
+
+def step_of(unit: Unit, api_step: str) -> str:
+    """Which job step a client call belongs to."""
+    if unit.role == "api":
+        return api_step
+    if unit.role == "client":
+        return "submit"  # Celery's apply_async, sent from this process
+    first, names = unit.sent[0], {command.name for command in unit.sent}
+    script = SCRIPTS.get(first.args[0]) if first.name == "EVALSHA" else \
+        SCRIPTS.get(hashlib.sha1(first.args[0].encode()).hexdigest()) \
+        if first.name == "EVAL" else None
+    if script == "transition":
+        event = json.loads(first.args[2 + int(first.args[1])]).get("event", "")
+        return WORKER_EVENTS.get(event, "finish")
+    # The worker takes the message (and kombu records it as unacknowledged) ...
+    if script == "accept" or first.name in TAKES or (first.name == "MULTI" and "ZADD" in names):
+        return "start"
+    # ... and acknowledges it (kombu), or stores its result (Celery).
+    if (first.name == "MULTI" and "ZREM" in names) or \
+            any("celery-task-meta" in arg for command in unit.sent for arg in command.args):
+        return "finish"
+    return "other"
+
+
+def by_step(commands: list[Command], role_of: dict[int, str], api_step: str
+            ) -> dict[str, Usage]:
+    """MONITOR's commands summed per step."""
+    steps: dict[str, Usage] = defaultdict(Usage)
+    previous: Unit | None = None
+    for unit in units(commands, role_of):
+        usage = steps[step_of(unit, api_step)]
+        usage.commands += len(unit.sent) + len(unit.ran)
+        usage.client_commands += len(unit.sent)
+        usage.bytes_in += sum(command.request_bytes for command in unit.sent)
+        if previous is None or previous.port != unit.port or \
+                unit.sent[0].at - previous.ended > PIPELINED:
+            usage.round_trips += 1
+        previous = unit
+    return dict(steps)
+
+
+class Watch:
+    """INFO (and, if asked, MONITOR) on one Redis, the cost of watching subtracted, and the
+    CPU time of the deployment's processes."""
+
+    def __init__(self, stack: Stack, *, monitor: bool) -> None:
+        address = urlsplit(stack.redis_url)
+        self.stack = stack
+        self.port = address.port or 6379
+        self.probe = Probe(address.hostname or "127.0.0.1", self.port)
+        self.monitor = Monitor(address.hostname or "127.0.0.1", self.port) if monitor else None
+        self.offset = Usage()
+        empty = [self._measure(lambda: None, "other").totals for _ in range(5)]
+        self.offset = Usage(*(min(getattr(u, f.name) for u in empty) for f in fields(Usage)))
+        self.offset = replace(self.offset, memory=0.0, redis_cpu=0.0, api_cpu=0.0,
+                              worker_cpu=0.0)
+
+    def close(self) -> None:
+        """Stop watching."""
+        if self.monitor is not None:
+            self.monitor.close()
+        self.probe.close()
+
+    def idle(self, seconds: float) -> Phase:
+        """What Redis runs for `seconds` while nothing is asked of the deployment."""
+        return self.phase(lambda: time.sleep(seconds), "other")
+
+    def phase(self, work: Callable[[], None], api_step: str) -> Phase:
+        """Run `work`: what it cost (MONITOR's commands of the API's processes go to step
+        `api_step`)."""
+        return self._measure(work, api_step).less(self.offset)
+
+    def _measure(self, work: Callable[[], None], api_step: str) -> Phase:
+        probe, monitor = self.probe, self.monitor
+        start = monitor.mark(probe) if monitor else 0
+        cpu = cpu_times(processes(self.stack))
+        before = probe.info()
+        own = (probe.commands, probe.sent, probe.received)
+        began = time.monotonic()
+        work()
+        seconds = time.monotonic() - began
+        own = (probe.commands - own[0], probe.sent - own[1], probe.received - own[2])
+        after = probe.info()
+        by_role = processes(self.stack)
+        spent = {"api": 0.0, "worker": 0.0}
+        for pid, (role, now) in cpu_times(by_role).items():
+            spent[role] += now - cpu.get(pid, (role, 0.0))[1]
+        seen = monitor.between(start, monitor.mark(probe)) if monitor else []
+
+        def delta(name: str) -> float:
+            return float(after[name]) - float(before[name])
+
+        others = [command for command in seen if command.port != probe.local_port]
+        totals = Usage(commands=delta("commands") - own[0],
+                       client_commands=sum(1 for command in others if not command.in_script),
+                       round_trips=delta("total_reads_processed") - own[0],
+                       bytes_in=delta("total_net_input_bytes") - own[1],
+                       bytes_out=delta("total_net_output_bytes") - own[2]
+                       - sum(command.feed_bytes for command in seen),
+                       memory=delta("used_memory") - delta("mem_clients_normal"),
+                       redis_cpu=delta("cpu"), api_cpu=spent["api"],
+                       worker_cpu=spent["worker"])
+        return Phase(seconds, totals, by_step(others, roles(by_role, self.port), api_step))
+
+    def until(self, done: Callable[[Probe], bool], what: str) -> None:
+        """Poll through the probe (its cost is subtracted) until `done`."""
+        deadline = time.monotonic() + 120
+        while not done(self.probe):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up waiting for {what}")
+            time.sleep(POLL)
+
+
+@dataclass
+class Measured:
+    """One side's figures: per step (per job; per call for the reads) and per job in all."""
+
+    steps: dict[str, Usage]
+    job: Usage  # INFO's, submit to done
+    worker: Usage  # INFO's, submit to done less the submission
+
+
+def _alone(phase: Phase, step: str, count: int) -> Usage:
+    """A step measured in a phase of its own: MONITOR's counts, INFO's round trips (read
+    events: exact), bytes from Redis, memory growth and CPU."""
+    seen, info = phase.steps.get(step, Usage()), phase.totals
+    return replace(info, commands=seen.commands, client_commands=seen.client_commands,
+                   bytes_in=seen.bytes_in).per(count)
+
+
+def _timed(seen: Usage, timed: Usage) -> Usage:
+    """`seen` (a watched pass) with the CPU times of `timed` (a pass not slowed by MONITOR)."""
+    return replace(seen, redis_cpu=timed.redis_cpu, api_cpu=timed.api_cpu,
+                   worker_cpu=timed.worker_cpu)
+
+
+def merged(seen: Measured, timed: Measured) -> Measured:
+    """The figures of a watched pass with the CPU times of a pass not watched by MONITOR."""
+    steps = {name: _timed(usage, timed.steps.get(name, usage))
+             for name, usage in seen.steps.items()}
+    return Measured(steps, _timed(seen.job, timed.job), _timed(seen.worker, timed.worker))
+
+
+def _measured(done: Phase, submit: Phase, count: int, **alone: Usage) -> Measured:
+    steps = {name: usage.per(count) for name, usage in done.steps.items()}
+    steps.update(submit=_alone(submit, "submit", count), **alone)
+    return Measured(steps, done.totals.per(count),
+                    done.totals.combine(submit.totals, -1).per(count))
+
+
+def _call(http: requests.Session, url: str, body: object | None = None) -> dict[str, object]:
+    answer = http.post(url, json=body, timeout=30) if body is not None else \
+        http.get(url, timeout=30)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url}: HTTP {answer.status_code} {answer.text[:300]}")
+    parsed: dict[str, object] = answer.json()
+    return parsed
+
+
+def measure_ours(stack: Stack, watch: Watch, count: int, pages: int) -> Measured:
+    """Submit alone, then submit to done, then the reads, for `count` jobs."""
+    keys = stack.store().keys
+    unacked = f"{keys.broker_prefix()}unacked"
+    with requests.Session() as http:
+        environment.use_workers(stack, {})
+        project = f"bench-{uuid.uuid4().hex[:12]}"
+        run = f"{stack.base_url}/v1/projects/{project}/jobs/{JOB}:run"
+        _call(http, run, {"input": {}})  # warm the route and the connection
+        idle = watch.idle(IDLE_SECONDS)
+        submit = watch.phase(lambda: [_call(http, run, {"input": {}}) for _ in range(count)],
+                             "submit").net_of(idle)
+        environment.purge_queue(stack)
+        environment.forget_project(stack, project)
+
+        environment.use_workers(stack, NODE)
+        project = f"bench-{uuid.uuid4().hex[:12]}"
+        run = f"{stack.base_url}/v1/projects/{project}/jobs/{JOB}:run"
+        _call(http, run, {"input": {}})
+        environment.queue_drained(stack)
+        names: list[str] = []
+
+        def jobs() -> None:
+            names.extend(str(_call(http, run, {"input": {}})["name"]) for _ in range(count))
+            watch.until(lambda probe: probe.call("HGET", keys.queued(), project) is None
+                        and probe.call("HLEN", unacked) == 0, "the jobs to finish")
+
+        idle = watch.idle(IDLE_SECONDS)
+        done = watch.phase(jobs, "submit").net_of(idle)
+        base = f"{stack.base_url}/v1/"
+        get = watch.phase(lambda: [_call(http, base + name) for name in names],
+                          "get").net_of(idle)
+        listing = f"{stack.base_url}/v1/projects/{project}/operations?pageSize=50"
+        page = watch.phase(lambda: [_call(http, listing) for _ in range(pages)],
+                           "list").net_of(idle)
+        environment.forget_project(stack, project)
+    environment.use_workers(stack, {})
+    return _measured(done, submit, count, get=_alone(get, "get", count),
+                     list=_alone(page, "list", pages))
+
+
+def measure_celery(stack: Stack, watch: Watch, count: int) -> Measured:
+    """`apply_async` alone, then `apply_async` to the result stored, for `count` tasks."""
+    with yardstick(stack) as (app, prefix):
+        task = app.tasks[baseline.TASK]
+        task.apply_async()  # connect and declare outside the measurement
+        idle = watch.idle(IDLE_SECONDS)
+        submit = watch.phase(lambda: [task.apply_async() for _ in range(count)],
+                             "submit").net_of(idle)
+        with app.connection_for_write() as connection:
+            app.amqp.queues[prefix].bind(connection.default_channel).purge()
+    with yardstick(stack, results=True, worker=1) as (app, prefix):
+        task = app.tasks[baseline.TASK]
+        task.apply_async()
+        ids: list[str] = []
+
+        def tasks() -> None:
+            ids.extend(task.apply_async().id for _ in range(count))
+            results = [baseline.result_key(prefix, task_id) for task_id in ids]
+            watch.until(lambda probe: probe.call("EXISTS", *results) == len(results)
+                        and probe.call("HLEN", f"{prefix}:unacked") == 0,
+                        "the baseline's results")
+
+        time.sleep(1)  # the warm-up task is acknowledged
+        idle = watch.idle(IDLE_SECONDS)
+        done = watch.phase(tasks, "submit").net_of(idle)
+    return _measured(done, submit, count)
+
+
+STEP_LABELS = {"submit": "submit", "start": "start (take the message, → RUNNING)",
+               "progress": "one progress report", "finish": "finish (→ done, acknowledge)",
+               "other": "other worker calls (net of idle)", "get": "GetOperation",
+               "list": "ListOperations page of 50"}
+ALONE = frozenset({"submit", "get", "list"})  # steps measured in a phase of their own
+COLUMNS = ("commands (incl. in scripts)", "client commands", "round trips", "bytes to Redis",
+           "bytes from Redis", "memory growth")
+
+
+def _cells(usage: Usage, *, info: bool, memory: bool) -> list[str]:
+    return [f"{usage.commands:.1f}", f"{usage.client_commands:.1f}",
+            f"{usage.round_trips:.1f}", f"{usage.bytes_in:,.0f}",
+            f"{usage.bytes_out:,.0f}" if info else "", f"{usage.memory:,.0f}" if memory else ""]
+
+
+def step_table(ours: Measured, celery: Measured) -> str:
+    """Per step, both sides: Markdown. Bytes from Redis are INFO's, so shown only for steps
+    measured alone and for the worker side as a whole; memory only where a job adds data."""
+    lines = [["side", "step", *COLUMNS]]
+    for side, measured, order in (("opqueue", ours, list(STEP_LABELS)),
+                                  ("Celery", celery, ["submit", "start", "finish", "other"])):
+        for step in order:
+            label = "apply_async" if side == "Celery" and step == "submit" else STEP_LABELS[step]
+            lines.append([side, label, *_cells(measured.steps.get(step, Usage()),
+                                               info=step in ALONE, memory=step == "submit")])
+        for label, usage in (("worker side in all (INFO)", measured.worker),
+                             ("**submit to done (INFO)**", measured.job)):
+            lines.append([side, label, *_cells(usage, info=True, memory=True)])
+    return _markdown(lines)
+
+
+def cpu_table(ours: Measured, celery: Measured) -> str:
+    """CPU per step, both sides, from the pass without MONITOR: Markdown."""
+    lines = [["side", "step", "Redis command thread (µs)", "API processes (µs)",
+              "worker processes (µs)"]]
+    for side, measured in (("opqueue", ours), ("Celery", celery)):
+        shown = [(step, measured.steps[step]) for step in ("submit", "get", "list")
+                 if step in measured.steps]
+        for step, usage in [*shown, ("worker side in all", measured.worker),
+                            ("submit to done", measured.job)]:
+            label = "apply_async" if side == "Celery" and step == "submit" else \
+                STEP_LABELS.get(step, step)
+            lines.append([side, label, f"{usage.redis_cpu * 1e6:,.0f}",
+                          f"{usage.api_cpu * 1e6:,.0f}" if side == "opqueue" else "",
+                          f"{usage.worker_cpu * 1e6:,.0f}"])
+    return _markdown(lines)
+
+
+def _markdown(lines: list[list[str]]) -> str:
+    width = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    rendered = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, width, strict=True))
+                + " |" for line in lines]
+    rule = "|" + "|".join("-" * (w + 2) for w in width) + "|"
+    return "\n".join([rendered[0], rule, *rendered[1:]])
+
+
+def redis_commands(stack: Stack, quick: bool = False, table: TextIO = sys.stderr) -> list[Row]:
+    """Commands, round trips and bytes per job, submit to done, ours vs Celery; the per-step
+    tables go to `table`. Two passes: one watched by MONITOR (what each step runs), one not
+    (CPU times, which MONITOR would inflate)."""
+    count, pages = (20, 5) if quick else (200, 50)
+    passes: list[tuple[Measured, Measured]] = []
+    for monitor in (True, False):
+        watch = Watch(stack, monitor=monitor)
+        try:
+            passes.append((measure_ours(stack, watch, count, pages),
+                           measure_celery(stack, watch, count)))
+        finally:
+            watch.close()
+    ours, celery = (merged(seen, timed) for seen, timed in zip(*passes, strict=True))
+    print(step_table(ours, celery), file=table)
+    print(file=table)
+    print(cpu_table(ours, celery), file=table)
+    note = (f"{count} jobs one at a time, one worker process; INFO deltas (commands run by "
+            "scripts counted; round trips = read events), the watching and idle background "
+            "subtracted; opqueue: `bench.step` (one progress report) by `:run`; Celery: "
+            "no-op `apply_async`, result in Redis; per-step tables: bench/commands.py")
+    return [
+        Row("Redis commands per job, submit to done (incl. inside scripts)",
+            ours.job.commands, count, unit="", baseline=celery.job.commands,
+            target_ratio=1.0, note=note),
+        Row("Redis commands clients send per job, submit to done (a script counts once)",
+            ours.job.client_commands, count, unit="", baseline=celery.job.client_commands),
+        Row("Redis round trips per job, submit to done", ours.job.round_trips, count,
+            unit="", baseline=celery.job.round_trips),
+        Row("Redis network bytes per job, submit to done (in + out)",
+            ours.job.bytes_in + ours.job.bytes_out, count, unit="B",
+            baseline=celery.job.bytes_in + celery.job.bytes_out),
+        Row("Redis CPU per job, submit to done (µs of its command thread)",
+            ours.job.redis_cpu * 1e6, count, unit="", baseline=celery.job.redis_cpu * 1e6),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start a private deployment, measure, print the per-step table and the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 jobs: a smoke run")
+    args = parser.parse_args(argv)
+    from bench.report import markdown_table
+    from bench.run import STACK_ENV, check_local_redis, running_stack
+
+    check_local_redis()
+    workdir = Path(tempfile.mkdtemp(prefix="opqueue-commands-"))
+    with running_stack(workdir, (), **STACK_ENV) as stack:
+        rows = redis_commands(stack, args.quick, table=sys.stdout)
+    shutil.rmtree(workdir)
+    print()
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
