@@ -19,7 +19,10 @@ Redis (bench/baseline.py). Each phase is watched twice over (bench/redis_probe.p
   15 µs apart, as a pipeline arrives) count as one.
 
 Worker-side background (idle polling, the supervisor's ticks) is measured for a few seconds
-before the jobs run and subtracted at its rate.
+before the jobs run and subtracted at its rate. A second pass, without MONITOR (which would
+inflate them), times the CPU of Redis's command thread (`INFO cpu`) and of the API's and the
+workers' processes (psutil) per step; a last phase announces changes nobody waits for to the
+API processes' change listeners: the cost of pub/sub fan-out per announcement.
 """
 
 from __future__ import annotations
@@ -444,8 +447,41 @@ def step_table(ours: Measured, celery: Measured) -> str:
     return _markdown(lines)
 
 
-def cpu_table(ours: Measured, celery: Measured) -> str:
-    """CPU per step, both sides, from the pass without MONITOR: Markdown."""
+@dataclass(frozen=True)
+class FanOut:
+    """What one change announcement costs where every API process listens."""
+
+    listeners: int  # subscribers of the changes channel
+    redis_cpu: float  # seconds per announcement, Redis's command thread
+    api_cpu: float  # seconds per announcement delivered, per listening API process
+
+
+def fan_out(stack: Stack, watch: Watch, count: int) -> FanOut:
+    """Announce `count` changes of an operation nobody waits for, as the scripts do, to API
+    processes whose listeners were started by a `:wait` each."""
+    name = f"projects/bench-quiet/operations/{uuid.uuid4()}"
+    channel = stack.store().keys.changes()
+    with requests.Session() as http:
+        project = f"{stack.base_url}/v1/projects/bench-{uuid.uuid4().hex[:12]}"
+        created = str(_call(http, f"{project}/jobs/{JOB}:run", {"input": {}})["name"])
+        for _ in range(4 * stack.settings.web_processes):  # reach every process, likely
+            http.close()  # a new connection: maybe another gunicorn process
+            _call(http, f"{stack.base_url}/v1/{created}:wait", {"timeout": "0.01s"})
+    environment.purge_queue(stack)
+    change = json.dumps({"name": name, "project": "bench-quiet", "event": "progress",
+                         "state": "RUNNING"})
+    [_, listeners] = watch.probe.call("PUBSUB", "NUMSUB", channel)
+    idle = watch.idle(IDLE_SECONDS)
+    sent = watch.phase(lambda: [watch.probe.call("PUBLISH", channel, change)
+                                for _ in range(count)], "other").net_of(idle)
+    per = sent.totals.per(count)
+    # The probe's PUBLISH round trips are the watching's: Redis's share of them is not.
+    return FanOut(int(listeners), per.redis_cpu, per.api_cpu / max(1, int(listeners)))
+
+
+def cpu_table(ours: Measured, celery: Measured, fan: FanOut) -> str:
+    """CPU per step, both sides, from the pass without MONITOR, and per change announced:
+    Markdown."""
     lines = [["side", "step", "Redis command thread (µs)", "API processes (µs)",
               "worker processes (µs)"]]
     for side, measured in (("opqueue", ours), ("Celery", celery)):
@@ -458,6 +494,8 @@ def cpu_table(ours: Measured, celery: Measured) -> str:
             lines.append([side, label, f"{usage.redis_cpu * 1e6:,.0f}",
                           f"{usage.api_cpu * 1e6:,.0f}" if side == "opqueue" else "",
                           f"{usage.worker_cpu * 1e6:,.0f}"])
+    lines.append(["opqueue", f"one change announced, {fan.listeners} listening API processes",
+                  f"{fan.redis_cpu * 1e6:,.1f}", f"{fan.api_cpu * 1e6:,.1f} each", ""])
     return _markdown(lines)
 
 
@@ -482,10 +520,15 @@ def redis_commands(stack: Stack, quick: bool = False, table: TextIO = sys.stderr
                            measure_celery(stack, watch, count)))
         finally:
             watch.close()
+    watch = Watch(stack, monitor=False)
+    try:
+        fan = fan_out(stack, watch, 50 * count)
+    finally:
+        watch.close()
     ours, celery = (merged(seen, timed) for seen, timed in zip(*passes, strict=True))
     print(step_table(ours, celery), file=table)
     print(file=table)
-    print(cpu_table(ours, celery), file=table)
+    print(cpu_table(ours, celery, fan), file=table)
     note = (f"{count} jobs one at a time, one worker process; INFO deltas (commands run by "
             "scripts counted; round trips = read events), the watching and idle background "
             "subtracted; opqueue: `bench.step` (one progress report) by `:run`; Celery: "
