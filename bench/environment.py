@@ -78,7 +78,7 @@ def forget_project(stack: Stack, project: str) -> None:
         for key in client.scan_iter(match=keys.request(project, "*"), count=5000):
             client.unlink(key)
         client.unlink(keys.events(project))
-        client.hdel(keys.queued(), project)
+        client.hdel(keys.queued(project), project)
     finally:
         client.close()
 

@@ -53,7 +53,7 @@ def populate(stack: Stack, project: str, count: int) -> None:
     try:
         for offset in range(0, count, CHUNK):
             ids = [str(uuid.uuid4()) for _ in range(min(CHUNK, count - offset))]
-            loader(keys=[keys.index(project), keys.queued()],
+            loader(keys=[keys.index(project), keys.queued(project)],
                    args=[keys.operation(project, ""), first + offset, project, JOB, *ids])
     finally:
         client.close()

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from core.codes import Code
 from core.config import Settings
 from core.connection import redis_client
+from core.keyspace import Keys
 from core.operation import Operation
 from core.states import TERMINAL
 
@@ -298,7 +299,7 @@ def diagnose(stack: Stack, names: list[str]) -> None:
                 for tag, message in unacked.items() if operation_id in message]
         where = ", ".join([f"unacked since {datetime.fromtimestamp(t):%H:%M:%S.%f}" for t in held]
                           + ["queued"] * sum(operation_id in m for m in queued)) or "gone"
-        print(f"\n{name}: {client.hgetall(f'{stack.prefix}:op:{PROJECT}:{operation_id}')}\n"
+        print(f"\n{name}: {client.hgetall(Keys(stack.prefix).operation(PROJECT, operation_id))}\n"
               f"  runs: {client.hgetall(runs_key(stack.prefix, name))}; message: {where}")
         for log in sorted(stack.workdir.glob("*.log")):
             for line in log.read_text(errors="replace").splitlines():
@@ -355,8 +356,8 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
     states = Counter(op["metadata"]["state"] for op in done)
     codes = Counter(Code(op["error"]["code"]).name for op in done if "error" in op)
     attempts = Counter(op["metadata"].get("attempt", 0) for op in done)
-    extra, unpublished = (int(store.redis.zcard(f"{stack.prefix}:idx:{PROJECT}"))
-                          - len(run.names), int(store.redis.zcard(store.keys.task_outbox())))
+    extra, unpublished = (int(store.redis.zcard(store.keys.index(PROJECT)))
+                          - len(run.names), int(store.redis.zcard(store.keys.task_outbox(PROJECT))))
     elapsed = run.last_done - started
     rows = [
         ("jobs asked / accepted", f"{jobs} / {len(run.names)}"),

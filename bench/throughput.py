@@ -152,7 +152,7 @@ def run_noops(stack: Stack, http: requests.Session, project: str, count: int, *,
               job: str = "bench.noop", job_input: dict[str, Any] | None = None) -> float:
     """Seconds from submitting `count` jobs (by :batchRun) to all of them done."""
     client = redis_client(stack.redis_url)
-    queued = stack.store().keys.queued()
+    queued = stack.store().keys.queued(project)
     url = f"{stack.base_url}/v1/projects/{project}/jobs/{job}:batchRun"
     start = time.perf_counter()
     try:

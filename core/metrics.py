@@ -1,7 +1,8 @@
 """Operation metrics, counted in Redis by the same scripts that make each change.
 
-So they are exact across any number of API and worker processes on any hosts. One hash
-holds every counter; its fields are `kind|job|label`:
+So they are exact across any number of API and worker processes on any hosts. One hash per
+project (on the project's shard, beside its operations) holds its counters, summed across
+projects where they are read; its fields are `kind|job|label`:
 
 - `created|JOB|`            operations created
 - `finished|JOB|STATE`      operations that ended in STATE
@@ -20,6 +21,7 @@ from typing import cast
 import redis
 
 from core.keyspace import Keys
+from core.projects import Projects
 from core.states import LEASED, State
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -48,12 +50,18 @@ class OperationMetrics:
 
 
 def read(client: redis.Redis, keys: Keys) -> OperationMetrics:
-    """The current counters."""
-    raw = cast(dict[str, str], client.hgetall(keys.metrics()))
+    """The current counters, of all projects together."""
+    projects = Projects(client, keys).all()
+    raw: defaultdict[str, float] = defaultdict(float)
+    with client.pipeline(transaction=False) as pipe:
+        for project in projects:
+            pipe.hgetall(keys.metrics(project))
+        for counters in cast(list[dict[str, str]], pipe.execute() if projects else []):
+            for name, value in counters.items():
+                raw[name] += float(value)
     metrics = OperationMetrics()
-    for name, value in raw.items():
+    for name, number in raw.items():
         kind, job, label = name.split("|", 2)
-        number = float(value)
         if kind == "created":
             metrics.created[job] = number
         elif kind == "finished":

@@ -11,6 +11,7 @@ import redis
 
 from core.connection import register_lua
 from core.keyspace import Keys
+from core.projects import Projects
 
 CLAIM_LEASE_MS = 60_000  # longer than a delivery attempt can take
 LOG_LENGTH = 50  # attempts kept per operation
@@ -39,23 +40,25 @@ class Outbox:
         self.keys = keys
         self.retention_seconds = retention_seconds
         self._claim = register_lua(client, "core", "claim.lua")
+        self._projects = Projects(client, keys)
 
     def claim(self, now_ms: int, limit: int) -> list[tuple[str, Delivery]]:
-        """Deliveries due now, each with its outbox member; others will not get them for a
-        while."""
-        members = cast(list[str], self._claim(keys=[self.keys.outbox()],
-                                              args=[now_ms, limit, CLAIM_LEASE_MS]))
+        """Deliveries due now (of every project's outbox), each with its outbox member;
+        others will not get them for a while."""
+        members = self._projects.claim_due(self._claim, self.keys.outbox, now_ms,
+                                           limit=limit, lease_ms=CLAIM_LEASE_MS)
         return [(member, Delivery(**json.loads(member))) for member in members]
 
     def done(self, member: str) -> None:
         """The delivery succeeded, or will not be tried again."""
-        self.redis.zrem(self.keys.outbox(), member)
+        self.redis.zrem(self.keys.outbox(json.loads(member)["project"]), member)
 
     def retry(self, member: str, delivery: Delivery, due_ms: int) -> None:
         """Try again at `due_ms`, as the next attempt."""
+        key = self.keys.outbox(delivery.project)
         with self.redis.pipeline() as pipe:
-            pipe.zrem(self.keys.outbox(), member)
-            pipe.zadd(self.keys.outbox(),
+            pipe.zrem(key, member)
+            pipe.zadd(key,
                       {replace(delivery, attempt=delivery.attempt + 1).member(): due_ms})
             pipe.execute()
 
@@ -75,3 +78,4 @@ class Outbox:
         raw = cast(list[str], self.redis.lrange(self.keys.deliveries(project, operation_id),
                                                 0, -1))
         return [json.loads(entry) for entry in raw]
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,19 +21,18 @@ from redis.retry import Retry
 
 from core import record
 from core.config import Settings
-from core.connection import register_lua, store_client
-from core.errors import ResourceExhausted, Unavailable
+from core.connection import UNREACHABLE, register_lua, store_client
+from core.errors import ResourceExhausted
 from core.keyspace import Keys
+from core.layout import check_layout
 from core.metrics import ACTIVE, BUCKETS, bucket_labels
 from core.names import operation_name
 from core.operation import Operation
+from core.projects import Projects
+from core.replication import Replication, replicated_write
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
 from core.timestamps import now_micros
 
-log = logging.getLogger(__name__)
-
-# What a store that cannot be reached raises (a lost connection, a failover under way).
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
@@ -95,9 +93,14 @@ class OperationStore:
     def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int,
                  max_queued_per_project: int = 0, event_stream_max_length: int = 10_000, *,
                  min_replicas: int = 0, replication_timeout: float = 1.0,
-                 refuse_unreplicated: bool = True, outage_patience: float = 0.0) -> None:
+                 refuse_unreplicated: bool = True, outage_patience: float = 0.0,
+                 sharded: bool = False) -> None:
         self.redis = client
         self.keys = keys
+        self.projects = Projects(client, keys)
+        # How the scripts announce a change: on a cluster, sharded pub/sub on the project's
+        # own shard (Redis 7); elsewhere plain pub/sub, which every Redis has.
+        self.publish = "SPUBLISH" if sharded else "PUBLISH"
         self.retention_seconds = retention_seconds
         self.max_queued_per_project = max_queued_per_project
         self.event_stream_max_length = event_stream_max_length
@@ -107,7 +110,8 @@ class OperationStore:
         # Writes retried for about this many seconds while the store cannot be reached
         # (workers); None: a write fails at once (the API answers UNAVAILABLE).
         self._outage_retry = Retry(ExponentialBackoff(cap=1.0, base=0.05),
-                                   retries=int(outage_patience) + 4) if outage_patience else None
+                                   retries=int(outage_patience) + 4,
+                                   supported_errors=UNREACHABLE) if outage_patience else None
         self._create = register_lua(client, "core", "create.lua")
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
@@ -142,11 +146,12 @@ class OperationStore:
         RESOURCE_EXHAUSTED, storing nothing, if creating them all would take the project
         past its most operations not done.
         """
-        keys = [self.keys.index(project), self.keys.queued(), self.keys.events(project),
-                self.keys.metrics()]
+        self.projects.register(project)
+        keys = [self.keys.index(project), self.keys.queued(project), self.keys.events(project),
+                self.keys.metrics(project)]
         args: list[Any] = [now_micros(), self.retention_seconds, project,
-                           self.max_queued_per_project, self.keys.changes(),
-                           self.event_stream_max_length, job]
+                           self.max_queued_per_project, self.keys.changes(project),
+                           self.event_stream_max_length, job, self.publish]
         for item in new:
             hash_key = self.keys.operation(project, item.id)
             keys += [hash_key, self.keys.request(project, item.request_id)
@@ -230,7 +235,8 @@ class OperationStore:
             "project": project,
             "id": operation_id,
             "stream_max": self.event_stream_max_length,
-            "channel": self.keys.changes(),
+            "channel": self.keys.changes(project),
+            "publish": self.publish,
             "name": operation_name(project, operation_id),
             "incr": list(increment),
             "decr": list(decrement),
@@ -240,9 +246,9 @@ class OperationStore:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
         before, after, attempt = self._write(
             self._transition,
-            [self.keys.operation(project, operation_id), self.keys.expiry(),
-             self.keys.leases(), self.keys.queued(), self.keys.events(project),
-             self.keys.outbox(), self.keys.metrics()],
+            [self.keys.operation(project, operation_id), self.keys.expiry(project),
+             self.keys.leases(project), self.keys.queued(project), self.keys.events(project),
+             self.keys.outbox(project), self.keys.metrics(project)],
             [json.dumps(args)],
         )
         return Transition(State(before) if before else None, State(after) if after else None,
@@ -254,11 +260,11 @@ class OperationStore:
         existed = self._write(
             self._delete,
             [self.keys.operation(project, operation_id), self.keys.index(project),
-             self.keys.expiry(), self.keys.leases(), self.keys.queued(),
-             self.keys.events(project), self.keys.metrics()],
+             self.keys.expiry(project), self.keys.leases(project), self.keys.queued(project),
+             self.keys.events(project), self.keys.metrics(project)],
             [project, operation_id, member, self.keys.request(project, ""),
-             operation_name(project, operation_id), self.keys.changes(),
-             self.event_stream_max_length, now_micros(), self.retention_seconds,
+             operation_name(project, operation_id), self.keys.changes(project),
+             self.event_stream_max_length, now_micros(), self.retention_seconds, self.publish,
              *_TERMINAL_FLAGS])
         return bool(existed)
 
@@ -271,34 +277,11 @@ class OperationStore:
             lambda: self._write_once(script, keys, args), lambda error: None)
 
     def _write_once(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run a writing script and return its reply. With `min_replicas`, the reply comes
-        only once that many replicas have the write (`WAIT`, on the script's own connection);
-        if they do not within `replication_timeout`, UNAVAILABLE (or, if not
-        `refuse_unreplicated`, a warning): a caller is never told of a write a failover
-        could lose."""
+        """Run a writing script once; with `min_replicas`, answered once replicated."""
         if not self.min_replicas:
             return script(keys=keys, args=args)
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                script(keys=keys, args=args, client=pipe)
-                pipe.wait(self.min_replicas, int(self.replication_timeout * 1000))
-                reply, replicas = pipe.execute()
-        except redis.ResponseError as exc:
-            if "WAIT cannot be used with replica" not in str(exc):
-                raise
-            # The primary was demoted under us (a failover): drop its connections and let
-            # the caller retry on the new one, as redis-py does for a READONLY reply.
-            self.redis.connection_pool.disconnect(inuse_connections=False)
-            raise redis.ConnectionError("the store's primary became a replica") from exc
-        if int(replicas) < self.min_replicas and not self.refuse_unreplicated:
-            log.warning("a store write reached %s of %d replicas in %gs", replicas,
-                        self.min_replicas, self.replication_timeout)
-        elif int(replicas) < self.min_replicas:
-            raise Unavailable(
-                f"the change reached {replicas} of the {self.min_replicas} store replica(s) "
-                "it must reach before it counts; retry", reason="STORE_REPLICAS_BEHIND",
-                metadata={"minReplicas": str(self.min_replicas)})
-        return reply
+        return replicated_write(self.redis, script, keys, args, Replication(
+            self.min_replicas, self.replication_timeout, self.refuse_unreplicated))
 
     def list_page(
         self,
@@ -352,19 +335,21 @@ class OperationStore:
                 for i, raw in zip(operation_ids, hashes, strict=True) if raw}
 
     def reap_expired(self, limit: int = 100) -> int:
-        """Remove up to `limit` expired operations from their listing indexes."""
+        """Remove up to `limit` expired operations of each project from its listing index."""
         now = now_micros() // 1_000_000
-        members = cast(list[str], self.redis.zrangebyscore(self.keys.expiry(), "-inf", now,
-                                                           start=0, num=limit))
-        if not members:
-            return 0
-        with self.redis.pipeline(transaction=False) as pipe:
-            for member in members:
-                project, _, operation_id = member.partition("/")
-                pipe.zrem(self.keys.index(project), operation_id)
-            pipe.zrem(self.keys.expiry(), *members)
-            pipe.execute()
-        return len(members)
+        reaped = 0
+        for project in self.projects.due(self.keys.expiry, now):
+            members = cast(list[str], self.redis.zrangebyscore(
+                self.keys.expiry(project), "-inf", now, start=0, num=limit))
+            if not members:
+                continue
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.keys.index(project),
+                          *(member.partition("/")[2] for member in members))
+                pipe.zrem(self.keys.expiry(project), *members)
+                pipe.execute()
+            reaped += len(members)
+        return reaped
 
     def shared_secret(self) -> bytes:
         """A random 32-byte key shared by every process of this deployment, made on first use."""
@@ -375,23 +360,32 @@ class OperationStore:
 
     def renew_leases(self, refs: list[tuple[str, str]], lease_seconds: float) -> int:
         """Extend the leases of running operations (others are skipped); how many were."""
-        if not refs:
-            return 0
         until = now_micros() + int(lease_seconds * 1_000_000)
-        renewed = self._renew(
-            keys=[self.keys.leases(), *(self.keys.operation(p, i) for p, i in refs)],
-            args=[until, *(f"{p}/{i}" for p, i in refs)])
-        return int(renewed)
+        by_project: dict[str, list[str]] = {}
+        for project, operation_id in refs:
+            by_project.setdefault(project, []).append(operation_id)
+        renewed = 0
+        for project, ids in by_project.items():  # one script per project: one shard each
+            renewed += int(self._renew(
+                keys=[self.keys.leases(project), *(self.keys.operation(project, i) for i in ids)],
+                args=[until, *(f"{project}/{i}" for i in ids)]))
+        return renewed
 
     def drop_lease(self, project: str, operation_id: str) -> None:
         """Forget a lease entry whose operation is no longer running (or no longer exists)."""
-        self.redis.zrem(self.keys.leases(), f"{project}/{operation_id}")
+        self.redis.zrem(self.keys.leases(project), f"{project}/{operation_id}")
 
     def expired_leases(self, limit: int = 20) -> list[tuple[str, str]]:
         """(project, id) of running operations whose worker stopped renewing its lease."""
-        members = cast(list[str], self.redis.zrangebyscore(
-            self.keys.leases(), "-inf", now_micros(), start=0, num=limit))
-        return [cast(tuple[str, str], tuple(member.split("/", 1))) for member in members]
+        now = now_micros()
+        found: list[tuple[str, str]] = []
+        for project in self.projects.due(self.keys.leases, now):
+            members = cast(list[str], self.redis.zrangebyscore(
+                self.keys.leases(project), "-inf", now, start=0, num=limit - len(found)))
+            found += [cast(tuple[str, str], tuple(member.split("/", 1))) for member in members]
+            if len(found) >= limit:
+                break
+        return found
 
     def stream_tip(self, project: str) -> str:
         """The id of the newest entry in a project's change stream ("0-0" if empty)."""
@@ -430,7 +424,7 @@ def operation_store(settings: Settings, client: redis.Redis | None = None, *,
     (the API's answer UNAVAILABLE at once), and one that its replicas did not confirm in time
     is logged rather than refused, since the leases recover what a failover loses.
     """
-    return OperationStore(
+    store = OperationStore(
         client if client is not None else store_client(settings),
         Keys(settings.key_prefix),
         settings.retention_seconds,
@@ -440,4 +434,7 @@ def operation_store(settings: Settings, client: redis.Redis | None = None, *,
         replication_timeout=settings.store_replication_timeout_seconds,
         refuse_unreplicated=not patient,
         outage_patience=settings.store_outage_seconds if patient else 0.0,
+        sharded=settings.redis_mode == "cluster",
     )
+    check_layout(store.redis, store.keys)
+    return store

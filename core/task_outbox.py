@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from core.config import Settings
 from core.connection import register_lua
 from core.keyspace import Keys
+from core.projects import Projects
 from core.store import OperationStore, Push
 
 
@@ -51,9 +52,10 @@ class TaskOutbox:
 
     def __init__(self, client: redis.Redis, keys: Keys, relay_after_ms: int) -> None:
         self.redis = client
-        self.key = keys.task_outbox()
+        self.keys = keys
         self.relay_after_ms = relay_after_ms  # also how long a claim holds an entry
         self._claim = register_lua(client, "core", "claim.lua")
+        self._projects = Projects(client, keys)
 
     @classmethod
     def of(cls, store: OperationStore, settings: Settings) -> TaskOutbox:
@@ -64,18 +66,23 @@ class TaskOutbox:
         """The entry of `submission` and the message that stores it with its operation."""
         member = json.dumps({"at": now_ms, **asdict(submission)}, separators=(",", ":"))
         return (Entry(member, submission, now_ms),
-                Push(self.key, member, score=now_ms + self.relay_after_ms))
+                Push(self.keys.task_outbox(submission.project), member,
+                     score=now_ms + self.relay_after_ms))
 
     def claim(self, now_ms: int, limit: int) -> list[Entry]:
-        """Entries due now; other relays do not get them for `relay_after_ms`."""
-        members = cast(list[str], self._claim(keys=[self.key],
-                                              args=[now_ms, limit, self.relay_after_ms]))
+        """Entries due now (of every project's outbox); other relays do not get them for
+        `relay_after_ms`."""
+        members = self._projects.claim_due(self._claim, self.keys.task_outbox, now_ms,
+                                           limit=limit, lease_ms=self.relay_after_ms)
         return [_parse(member) for member in members]
 
     def remove(self, entries: list[Entry]) -> None:
         """The broker confirmed these entries' messages."""
-        if entries:
-            self.redis.zrem(self.key, *[entry.member for entry in entries])
+        by_project: dict[str, list[str]] = {}
+        for entry in entries:
+            by_project.setdefault(entry.submission.project, []).append(entry.member)
+        for project, members in by_project.items():
+            self.redis.zrem(self.keys.task_outbox(project), *members)
 
 
 def _parse(member: str) -> Entry:

@@ -16,6 +16,14 @@ from core.config import Settings
 from core.jobs import registry
 from core.store import OperationStore
 from tests.fakes import RecordingDispatcher
+from tests.redis_deployments import cluster_session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where the session's one Redis Cluster lives, if a test starts it; stopped at the end."""
+    with cluster_session(tmp_path_factory.mktemp("cluster")):
+        yield
 
 
 @pytest.fixture

@@ -34,13 +34,19 @@ from core.config import Settings, redis_configured
 from core.connection import store_client
 from core.embedded_redis import EmbeddedRedis, free_port
 from core.store import OperationStore, operation_store
-from tests.redis_deployments import SentinelDeployment, sentinel_deployment
+from tests.redis_deployments import (
+    ClusterDeployment,
+    SentinelDeployment,
+    sentinel_deployment,
+    shared_cluster,
+)
 from tests.waiting import eventually
 from workers.celery_app import OpqueueCelery
 
 ROOT = Path(__file__).resolve().parent.parent
-# How the store is deployed: one Redis, or a primary with replicas behind sentinels.
-TOPOLOGIES = ("standalone", "sentinel")
+# How the store is deployed: one Redis, a primary with replicas behind sentinels, or a
+# Redis Cluster (its broker then a Redis of its own).
+TOPOLOGIES = ("standalone", "sentinel", "cluster")
 
 
 def interruptible(script: Path, *args: str) -> list[str]:
@@ -139,11 +145,19 @@ def drop_broker_connections(broker_url: str) -> None:
     kombu.pools.reset()  # this process's pooled connections (remote control) were dropped too
 
 
+Replicated = SentinelDeployment | ClusterDeployment
+
+
 @contextmanager
 def store_deployment(workdir: Path, topology: str = "standalone"
-                     ) -> Iterator[tuple[dict[str, str], SentinelDeployment | None]]:
+                     ) -> Iterator[tuple[dict[str, str], Replicated | None]]:
     """The environment naming a store of `topology` (see TOPOLOGIES), and its replicated
     deployment if it has one, for the duration."""
+    if topology == "cluster":  # the broker cannot be on the cluster: a Redis of its own
+        with shared_cluster(workdir / "cluster") as cluster, \
+                EmbeddedRedis(workdir / "broker", persistent=False) as broker:
+            yield {**cluster.env, "OPQUEUE_BROKER_URL": broker.url}, cluster
+        return
     if topology == "sentinel":
         with sentinel_deployment(workdir / "sentinel") as deployment:
             yield deployment.env, deployment
@@ -159,7 +173,7 @@ class Stack:
     redis_url: str
     workdir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
-    replicated: SentinelDeployment | None = None  # the store's nodes, in sentinel mode
+    replicated: Replicated | None = None  # the store's nodes, in sentinel or cluster mode
     prefix: str = field(default_factory=lambda: f"opqueue-test-{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)

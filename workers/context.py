@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 from core import record
+from core.connection import UNREACHABLE
 from core.errors import Cancelled, InvalidArgument
 from core.names import operation_name
 from core.states import Event, State
-from core.store import UNREACHABLE, OperationStore
+from core.store import OperationStore
 
 log = logging.getLogger(__name__)
 

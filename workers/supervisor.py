@@ -30,10 +30,11 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from core import record
+from core.connection import UNREACHABLE
 from core.errors import Aborted
 from core.names import operation_name
 from core.states import LEASED, Event, State
-from core.store import UNREACHABLE, OperationStore, operation_store
+from core.store import OperationStore, operation_store
 from core.task_outbox import TaskOutbox
 from core.timestamps import now_micros
 from workers.redelivery import Landed, landed, redeliver, restore, return_landed, stranded

@@ -1,4 +1,5 @@
--- Create one or many operations of one project atomically: for each, its hash, its place in
+-- Create one or many operations of one project atomically (every key on the project's hash
+-- tag): for each, its hash, its place in
 -- the project index, a change-stream entry and an announcement, when the client sent a
 -- requestId, the request key that makes a resubmission return the same one and its job's
 -- task message: on the queue when the broker shares this Redis, else in the task outbox,
@@ -9,8 +10,9 @@
 --           its message goes on (each of the last two is its hash again when it has none)
 -- ARGV[1] create time, microseconds   ARGV[2] request-key TTL and stream TTL, seconds
 -- ARGV[3] project   ARGV[4] most not-done operations a project may have (0: no limit)
--- ARGV[5] changes channel   ARGV[6] stream length bound   ARGV[7] job
--- ARGV[8..] per operation: id, name, '1' when it has a requestId, its task message ('' for
+-- ARGV[5] the project's changes channel   ARGV[6] stream length bound   ARGV[7] job
+-- ARGV[8] the command announcing a change (PUBLISH, or SPUBLISH on a cluster)
+-- ARGV[9..] per operation: id, name, '1' when it has a requestId, its task message ('' for
 --           none), when that message is due ('' to push it on a broker queue, a list; else
 --           a score: it is an entry of the task outbox, a sorted set), n, then n field,
 --           value pairs of its new hash
@@ -20,7 +22,7 @@
 -- in which case nothing is written. An operation whose hash exists already was created by
 -- an earlier run of this very call (the client retried after losing the reply): it is
 -- answered as created then, and nothing is written or queued again.
-local ops, at = {}, 8
+local ops, at = {}, 9
 while at <= #ARGV do
   local i = #ops + 1
   local op = {id = ARGV[at], name = ARGV[at + 1], hash = KEYS[2 + 3 * i],
@@ -66,7 +68,7 @@ for _, op in ipairs(ops) do
     if op.request then redis.call('SET', op.request, op.id, 'EX', ARGV[2]) end
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
                'name', op.name, 'event', 'create', 'state', 'PENDING', 'time', stamp)
-    redis.call('PUBLISH', ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
+    redis.call(ARGV[8], ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
                                                  event = 'create', state = 'PENDING'}))
     if op.due ~= '' then
       redis.call('ZADD', op.queue, op.due, op.message)

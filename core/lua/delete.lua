@@ -3,8 +3,9 @@
 -- KEYS[1] operation hash   KEYS[2] project index   KEYS[3] expiry set   KEYS[4] lease set
 -- KEYS[5] not-done counts  KEYS[6] the project's change stream   KEYS[7] metrics hash
 -- ARGV[1] project   ARGV[2] operation id   ARGV[3] 'project/id'   ARGV[4] request key prefix
--- ARGV[5] operation name   ARGV[6] changes channel   ARGV[7] stream length bound   ARGV[8] now (µs)
--- ARGV[9] retention (s)    ARGV[10..] terminal state names
+-- ARGV[5] operation name   ARGV[6] the project's changes channel   ARGV[7] stream length bound   ARGV[8] now (µs)
+-- ARGV[9] retention (s)    ARGV[10] PUBLISH, or SPUBLISH on a cluster
+-- ARGV[11..] terminal state names
 -- Returns 1 if the operation existed.
 local found = redis.call('HMGET', KEYS[1], 'state', 'rid', 'job')
 if not found[1] then return 0 end
@@ -16,9 +17,9 @@ if found[2] then redis.call('DEL', ARGV[4] .. found[2]) end
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], '*',
            'name', ARGV[5], 'event', 'delete', 'state', found[1], 'time', ARGV[8])
 redis.call('EXPIRE', KEYS[6], ARGV[9])
-redis.call('PUBLISH', ARGV[6], cjson.encode({name = ARGV[5], project = ARGV[1],
+redis.call(ARGV[10], ARGV[6], cjson.encode({name = ARGV[5], project = ARGV[1],
                                              event = 'delete', state = found[1]}))
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   if found[1] == ARGV[i] then return 1 end
 end
 if redis.call('HINCRBY', KEYS[5], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[1]) end

@@ -1,11 +1,13 @@
 -- Apply one lifecycle event to an operation atomically, record it in the project's change
 -- stream, announce it, and queue the webhook delivery the operation asked for, if any.
+-- Every key is the project's own (one hash tag: one shard on a cluster).
 -- KEYS[1] operation hash   KEYS[2] expiry set of done operations   KEYS[3] lease set
--- KEYS[4] hash of not-done operations per project   KEYS[5] the project's change stream
+-- KEYS[4] hash of the project's not-done operations   KEYS[5] the project's change stream
 -- KEYS[6] webhook outbox   KEYS[7] metrics hash (core/metrics.py)
 -- ARGV[1] JSON: event, moves {from: to}, terminal {state: true}, leased {state: true},
 --         now (µs, string), expires_at (s), retention (s), member ('project/id'), project,
---         id, channel, name, stream_max, incr [field, ...], decr [field, ...],
+--         id, channel (the project's), publish (PUBLISH, or SPUBLISH on a cluster), name,
+--         stream_max, incr [field, ...], decr [field, ...],
 --         fields {name: value},
 --         lease_until (µs, string, optional: take the lease; refused while another holds it),
 --         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms,
@@ -88,7 +90,7 @@ end
 local entry = redis.call('XADD', KEYS[5], 'MAXLEN', '~', args.stream_max, '*', 'name',
                          args.name, 'event', args.event, 'state', target, 'time', args.now)
 redis.call('EXPIRE', KEYS[5], args.retention)  -- an idle project's stream goes with its operations
-redis.call('PUBLISH', args.channel, cjson.encode({name = args.name, project = args.project,
+redis.call(args.publish, args.channel, cjson.encode({name = args.name, project = args.project,
                                                  event = args.event, state = target}))
 local kind = args.terminal[target] and 'done' or (args.event == 'progress' and 'progress')
 local wanted = redis.call('HGET', KEYS[1], 'ntfe')

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_deployments import cluster_unavailable
 from tests.stack import Api, Stack, rabbitmq_unavailable, rabbitmq_vhost, running_stack
 
 # The brokers a test marked `on_each_broker(fixture)` runs on, `fixture` being a stack
@@ -65,7 +66,10 @@ def broker_env(request: pytest.FixtureRequest) -> dict[str, str]:
 def topology(request: pytest.FixtureRequest) -> str:
     """How the store is deployed: one Redis, unless a module asks for each of TOPOLOGIES
     with `pytestmark = pytest.mark.parametrize("topology", TOPOLOGIES, indirect=True)`."""
-    return str(getattr(request, "param", "standalone"))
+    chosen = str(getattr(request, "param", "standalone"))
+    if chosen == "cluster" and (reason := cluster_unavailable()) is not None:
+        pytest.skip(f"Redis Cluster tests need Redis 7: {reason}")
+    return chosen
 
 
 @pytest.fixture(scope="session")

@@ -264,14 +264,14 @@ def test_a_job_whose_api_process_died_before_publishing_it_still_runs(
     done = api.wait(operation["name"])
     assert done["metadata"]["state"] == "SUCCEEDED"
     assert done["metadata"]["attempt"] == 1
-    assert task_outbox(fault_stack) == []
+    assert task_outbox(fault_stack, api.project) == []
 
 
-def task_outbox(stack: Stack) -> list[str]:
-    """The entries of `stack`'s task outbox."""
+def task_outbox(stack: Stack, project: str) -> list[str]:
+    """The entries of `project`'s task outbox in `stack`."""
     client = redis_client(stack.redis_url)
     try:
-        return list(client.zrange(stack.store().keys.task_outbox(), 0, -1))
+        return list(client.zrange(stack.store().keys.task_outbox(project), 0, -1))
     finally:
         client.close()
 

@@ -126,7 +126,7 @@ def test_invalid_input_queues_and_stores_nothing(api: Api, stack: Stack) -> None
     assert fields == {"input.seconds", "input.steps"}
     store = stack.store()
     assert store.redis.zcard(store.keys.index(api.project)) == 0
-    assert not list(store.redis.scan_iter(match=f"{store.keys.prefix}:op:{api.project}:*"))
+    assert not list(store.redis.scan_iter(match=store.keys.operation(api.project, "*")))
 
 
 def test_request_id_makes_submission_idempotent(api: Api) -> None:

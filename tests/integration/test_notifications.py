@@ -11,6 +11,7 @@ from typing import Any
 import requests
 
 from core.connection import redis_client
+from core.keyspace import Keys
 from core.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 from tests.integration.conftest import WEBHOOK_SECRET
 from tests.receiver import Receiver
@@ -26,7 +27,7 @@ def deliveries(api: Api, name: str) -> list[dict[str, Any]]:
 
 def outbox_mentions(stack: Stack, name: str) -> bool:
     client = redis_client(stack.redis_url)
-    members = client.zrange(f"{stack.prefix}:outbox", 0, -1)
+    members = client.zrange(Keys(stack.prefix).outbox(name.split("/")[1]), 0, -1)
     client.close()
     return any(name.rsplit("/", 1)[1] in member for member in members)
 
@@ -83,7 +84,7 @@ def test_a_private_address_is_refused_at_submission(api: Api) -> None:
 def test_a_consumer_group_sees_every_transition_of_a_job_in_order(api: Api,
                                                                    stack: Stack) -> None:
     client = redis_client(stack.redis_url)
-    stream = f"{stack.prefix}:events:{api.project}"
+    stream = Keys(stack.prefix).events(api.project)
     client.xgroup_create(stream, "auditors", id="$", mkstream=True)
     gate = uuid.uuid4().hex
     name = api.run("test.steps", {"gate": gate, "steps": 2})["name"]

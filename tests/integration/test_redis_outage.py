@@ -9,6 +9,7 @@ import requests
 
 from core.connection import redis_client
 from core.embedded_redis import EmbeddedRedis
+from core.keyspace import Keys
 from tests.stack import Api, Stack, eventually, open_gate, running_stack
 
 
@@ -97,11 +98,13 @@ def test_done_operations_expire_and_leave_no_keys_behind(tmp_path: Path) -> None
             keys = set(client.scan_iter(match=f"{stack.prefix}:*", count=1000))
             return {key for key in keys if not key.startswith(f"{stack.prefix}:broker:")}
 
-        # Only per-deployment keys stay: the page-token key (made on the first listing) and
-        # the counters (bounded by job types, states and histogram buckets); nothing per
-        # operation, and the project's change stream expires with its inactivity.
-        eventually(lambda: ours() <= {f"{stack.prefix}:secret:page-token",
-                                      f"{stack.prefix}:metrics"},
+        # Only per-deployment keys stay: the page-token key (made on the first listing), the
+        # layout version, the registry of projects and the project's counters (bounded by
+        # job types, states and histogram buckets); nothing per operation, and the project's
+        # change stream expires with its inactivity.
+        keys = Keys(stack.prefix)
+        eventually(lambda: ours() <= {keys.secret(), keys.layout(), keys.projects(),
+                                      keys.metrics("churn")},
                    what="every operation key, index entry and request key to go")
         listed = requests.get(f"{stack.base_url}/v1/projects/churn/operations", timeout=10)
         assert listed.json() == {"operations": []}

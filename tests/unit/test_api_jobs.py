@@ -57,7 +57,7 @@ def test_bad_input_is_refused_and_nothing_is_stored_or_queued(
     assert error["status"] == "INVALID_ARGUMENT"
     assert any(name.startswith(field) for name in violations(answer.get_json())), error
     assert dispatcher.queued == []
-    assert store.redis.keys(f"{store.keys.prefix}:op:*") == []
+    assert store.redis.keys(store.keys.operation("*", "*")) == []
 
 
 def test_every_bad_field_gets_its_own_violation(client: FlaskClient) -> None:
@@ -86,8 +86,8 @@ def test_a_broker_outage_leaves_nothing_behind(
     answer = run_job(client, requestId=str(uuid.uuid4()))
     assert answer.status_code == 503
     assert answer.get_json()["error"]["status"] == "UNAVAILABLE"
-    assert store.redis.keys(f"{store.keys.prefix}:op:*") == []
-    assert store.redis.keys(f"{store.keys.prefix}:req:*") == []
+    assert store.redis.keys(store.keys.operation("*", "*")) == []
+    assert store.redis.keys(store.keys.request("*", "*")) == []
 
 
 def test_job_types_are_described_with_their_input_schema(client: FlaskClient) -> None:

@@ -32,7 +32,7 @@ def violations(body: dict[str, Any]) -> dict[str, str]:
 
 
 def nothing_stored(store: OperationStore, dispatcher: RecordingDispatcher) -> bool:
-    return dispatcher.queued == [] and store.redis.keys(f"{store.keys.prefix}:op:*") == []
+    return dispatcher.queued == [] and store.redis.keys(store.keys.operation("*", "*")) == []
 
 
 def test_operations_come_back_and_are_queued_in_request_order(
@@ -139,7 +139,7 @@ def test_a_batch_that_would_pass_the_queued_limit_is_refused_whole(
     assert refused.status_code == 429
     assert refused.get_json()["error"]["details"][0]["reason"] == "TOO_MANY_QUEUED_OPERATIONS"
     assert len(dispatcher.queued) == 1
-    assert len(store.redis.keys(f"{store.keys.prefix}:op:*")) == 1
+    assert len(store.redis.keys(store.keys.operation("*", "*"))) == 1
     assert batch(client, *[{"input": {"seconds": 1}}] * 4).status_code == 200
 
 
@@ -174,8 +174,8 @@ def test_a_broker_failure_leaves_nothing_behind(
     dispatcher.broken = True
     answer = batch(client, {"input": {"seconds": 1}}, {"input": {"seconds": 2}})
     assert answer.status_code == 503
-    assert store.redis.keys(f"{store.keys.prefix}:op:*") == []
-    assert not store.redis.hget(store.keys.queued(), "demo")
+    assert store.redis.keys(store.keys.operation("*", "*")) == []
+    assert not store.redis.hget(store.keys.queued("demo"), "demo")
 
 
 def test_an_unknown_job_is_not_found_and_submitting_needs_the_submitter_role(
@@ -198,7 +198,7 @@ def test_the_store_creates_in_one_step_with_one_stream_entry_each(
     assert made[3][0].labels == {"a": "b"}
     scores = store.redis.zrange(store.keys.index("demo"), 0, -1, withscores=True)
     assert [i for i, _ in scores] == ids[:3]
-    assert store.redis.hget(store.keys.queued(), "demo") == "3"
+    assert store.redis.hget(store.keys.queued("demo"), "demo") == "3"
     events = store.redis.xrange(store.keys.events("demo"))
     assert [fields["event"] for _, fields in events] == ["create"] * 3
 

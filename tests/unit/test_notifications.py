@@ -99,7 +99,8 @@ def test_only_done_is_delivered_by_default(client: FlaskClient, store: Operation
 def test_a_retry_is_the_next_attempt_of_the_same_delivery(store: OperationStore) -> None:
     outbox = Outbox(store.redis, store.keys, 60)
     first = Delivery("demo", "x", "done", "x/1-0")
-    store.redis.zadd(store.keys.outbox(), {first.member(): 0})
+    store.projects.register("demo")  # as creating its operation did
+    store.redis.zadd(store.keys.outbox("demo"), {first.member(): 0})
     [(member, claimed)] = outbox.claim(now_ms=1, limit=5)
     outbox.retry(member, claimed, due_ms=5)
     [(_, again)] = outbox.claim(now_ms=5, limit=5)

@@ -18,8 +18,11 @@ SENTINEL_ENV = {"OPQUEUE_REDIS_MODE": "sentinel", "OPQUEUE_SENTINELS": "10.0.0.5
 @pytest.mark.parametrize(("env", "says"), [
     ({"OPQUEUE_REDIS_MODE": "sentinel"}, "OPQUEUE_SENTINELS"),
     ({**SENTINEL_ENV, "OPQUEUE_SENTINEL_MASTER": ""}, "OPQUEUE_SENTINEL_MASTER"),
-    ({"OPQUEUE_REDIS_MODE": "cluster"}, "cluster is not supported yet"),
-    ({"OPQUEUE_REDIS_MODE": "shards"}, "is not one of standalone, sentinel"),
+    ({"OPQUEUE_REDIS_MODE": "cluster"}, "cluster needs OPQUEUE_BROKER_URL"),
+    ({"OPQUEUE_REDIS_MODE": "cluster", "REDIS_URL": "redis://node:7000/0",
+      "OPQUEUE_BROKER_URL": "redis://node:7000/0"}, "cluster needs OPQUEUE_BROKER_URL"),
+    ({"OPQUEUE_REDIS_MODE": "shards"}, "is not one of standalone, sentinel, cluster"),
+    ({"OPQUEUE_KEY_PREFIX": "op{x}"}, "must not contain braces"),
     ({"OPQUEUE_STORE_MIN_REPLICAS": "-1"}, "0 or more"),
 ])
 def test_an_incomplete_or_unknown_mode_stops_startup_saying_what_to_set(

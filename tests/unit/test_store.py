@@ -47,13 +47,13 @@ def test_a_retried_create_answers_as_the_first_run_and_writes_nothing_again(
     new = NewOperation(names.new_operation_id(), request_id=request_id,
                        message=Push("broker:queue", "the task message"))
     [first] = store.create_many("demo", "demo.sleep", [new])
-    counters = store.redis.hgetall(store.keys.metrics())
+    counters = store.redis.hgetall(store.keys.metrics("demo"))
     [again] = store.create_many("demo", "demo.sleep", [new])
     assert first == again == (store.get("demo", new.id), True)
     assert store.redis.lrange("broker:queue", 0, -1) == ["the task message"]
     assert store.redis.xlen(store.keys.events("demo")) == 1
-    assert store.redis.hget(store.keys.queued(), "demo") == "1"
-    assert store.redis.hgetall(store.keys.metrics()) == counters
+    assert store.redis.hget(store.keys.queued("demo"), "demo") == "1"
+    assert store.redis.hgetall(store.keys.metrics("demo")) == counters
 
 
 def test_a_retried_transition_answers_as_the_first_run_and_applies_nothing_twice(
@@ -92,7 +92,7 @@ def test_a_handed_back_run_is_queued_again_and_not_counted_as_an_attempt(
     assert first.attempt == 1
     back = store.apply("demo", operation_id, Event.HAND_BACK, decrement=(record.ATTEMPT,))
     assert (back.before, back.after, back.attempt) == (State.RUNNING, State.PENDING, 0)
-    assert store.redis.zscore(store.keys.leases(), f"demo/{operation_id}") is None
+    assert store.redis.zscore(store.keys.leases("demo"), f"demo/{operation_id}") is None
     # The next worker takes it at once (no lease to wait out), as the same attempt.
     again = store.apply("demo", operation_id, Event.START, increment=(record.ATTEMPT,),
                         take_lease=10)
@@ -163,9 +163,10 @@ def test_a_deleted_operation_is_never_written_again(store: OperationStore) -> No
     assert late.before is None
     assert store.get("demo", operation_id) is None
     # Nothing of it is left but the project's change stream, which records that it went,
-    # and the deployment's counters.
-    assert sorted(store.redis.keys("*")) == sorted([store.keys.events("demo"),
-                                                    store.keys.metrics()])
+    # the project's counters, and the deployment's registry of projects and layout version.
+    assert sorted(store.redis.keys("*")) == sorted([
+        store.keys.events("demo"), store.keys.metrics("demo"), store.keys.projects(),
+        store.keys.layout()])
 
 
 def test_delete_of_an_unknown_operation_says_so(store: OperationStore) -> None:
@@ -195,7 +196,7 @@ def test_listing_skips_and_unindexes_operations_that_expired(store: OperationSto
 def test_reaping_removes_expired_operations_from_the_index(store: OperationStore) -> None:
     operation_id = make_operation(store)
     store.apply("demo", operation_id, Event.REQUEST_CANCEL)
-    store.redis.zadd(store.keys.expiry(), {f"demo/{operation_id}": 0})  # due long ago
+    store.redis.zadd(store.keys.expiry("demo"), {f"demo/{operation_id}": 0})  # due long ago
     assert store.reap_expired() == 1
     assert store.redis.zcard(store.keys.index("demo")) == 0
     assert store.reap_expired() == 0
@@ -204,7 +205,7 @@ def test_reaping_removes_expired_operations_from_the_index(store: OperationStore
 def test_every_change_is_announced_and_recorded_in_the_project_stream(
         store: OperationStore) -> None:
     pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(store.keys.changes())
+    pubsub.subscribe(store.keys.changes("demo"))
     operation_id = make_operation(store)
     name = names.operation_name("demo", operation_id)
     store.apply("demo", operation_id, Event.REQUEST_CANCEL)

@@ -55,7 +55,7 @@ def test_a_refused_run_of_a_batch_is_named_and_nothing_is_stored(
     with pytest.raises(InvalidArgument, match=r"^invalid request: timeout"):
         submitter.submit("demo", sleep, [RunRequest({"seconds": 1}, timeout=0.0)])
     assert dispatcher.queued == []
-    assert store.redis.keys(f"{store.keys.prefix}:op:*") == []
+    assert store.redis.keys(store.keys.operation("*", "*")) == []
 
 
 def test_a_broker_that_refuses_after_the_store_leaves_no_operation(
@@ -65,5 +65,5 @@ def test_a_broker_that_refuses_after_the_store_leaves_no_operation(
                           WebhookPolicy.from_settings(settings))
     with pytest.raises(Unavailable):
         submitter.submit("demo", sleep, [RunRequest({"seconds": 1}), RunRequest({"seconds": 2})])
-    assert store.redis.keys(f"{store.keys.prefix}:op:*") == []
-    assert store.redis.keys(f"{store.keys.prefix}:idx:*") == []
+    assert store.redis.keys(store.keys.operation("*", "*")) == []
+    assert store.redis.keys(store.keys.index("*")) == []
