@@ -28,277 +28,30 @@ API processes' change listeners: the cost of pub/sub fan-out per announcement.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
-import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
 from bench import baseline, environment
-from bench.redis_probe import Command, Monitor, Probe
+from bench.redis_usage import Phase, Watch
 from bench.report import Row
+from bench.steps import Usage
 from bench.throughput import yardstick
 from tests.stack import Stack
 
 JOB = "bench.step"
 NODE = {"steps": 1}  # one worker node of one process: jobs run one at a time
 IDLE_SECONDS = 3.0
-PIPELINED = 15e-6  # seconds: commands of one client closer than this came in one write
-POLL = 0.05
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = {hashlib.sha1(path.read_bytes()).hexdigest(): path.stem
-           for folder in ("core/lua", "workers/lua") for path in (ROOT / folder).glob("*.lua")}
-TAKES = frozenset({"BLMOVE", "BRPOP", "BLPOP"})
-WORKER_EVENTS = {"start": "start", "progress": "progress"}  # any other event ends the job
-
-
-@dataclass
-class Usage:
-    """What some work cost Redis."""
-
-    commands: float = 0.0  # run, those inside scripts included
-    client_commands: float = 0.0  # sent by clients (MONITOR only)
-    round_trips: float = 0.0
-    bytes_in: float = 0.0  # client → Redis
-    bytes_out: float = 0.0  # Redis → client (INFO only)
-    memory: float = 0.0  # growth of the data (INFO only)
-    redis_cpu: float = 0.0  # seconds of Redis's command thread (INFO only)
-    api_cpu: float = 0.0  # seconds of the API's processes
-    worker_cpu: float = 0.0  # seconds of the worker nodes' processes, pools included
-
-    def combine(self, other: Usage, by: float = 1.0) -> Usage:
-        """self + by * other, figure by figure."""
-        return Usage(*(getattr(self, f.name) + by * getattr(other, f.name)
-                       for f in fields(self)))
-
-    def per(self, count: float) -> Usage:
-        """Each figure divided by `count`."""
-        return Usage(*(getattr(self, f.name) / count for f in fields(self)))
-
-
-@dataclass
-class Phase:
-    """One watched stretch: INFO's totals, MONITOR's commands by step, and its length."""
-
-    seconds: float = 0.0
-    totals: Usage = field(default_factory=Usage)
-    steps: dict[str, Usage] = field(default_factory=dict)
-
-    def less(self, offset: Usage) -> Phase:
-        """This phase with `offset` taken from its totals (the watching's own cost)."""
-        return Phase(self.seconds, self.totals.combine(offset, -1), self.steps)
-
-    def net_of(self, idle: Phase) -> Phase:
-        """This phase less `idle`'s background at its rate over this phase's length."""
-        by = -self.seconds / idle.seconds
-        steps = {name: usage.combine(idle.steps.get(name, Usage()), by)
-                 for name, usage in self.steps.items()}
-        return Phase(self.seconds, self.totals.combine(idle.totals, by), steps)
-
-
-@dataclass
-class Unit:
-    """One client call as the server saw it: a command, a script with what it ran, or a
-    MULTI ... EXEC block."""
-
-    port: int
-    role: str
-    sent: list[Command]
-    ran: list[Command] = field(default_factory=list)  # by a script, inside this call
-
-    @property
-    def ended(self) -> float:
-        """When the server finished it, as near as MONITOR says."""
-        return (self.ran or self.sent)[-1].at
-
-
-def processes(stack: Stack) -> dict[str, list[psutil.Process]]:
-    """This process (`client`) and its children by role: `api` (the stack's web and gRPC
-    servers) and `worker` (every other: worker nodes, the baseline's), each with its own."""
-    names = {process.pid: name for name, process in stack.processes.items()}
-    found: dict[str, list[psutil.Process]] = {"client": [psutil.Process()], "api": [],
-                                              "worker": []}
-    for child in found["client"][0].children():
-        role = "api" if names.get(child.pid) in ("web", "grpc") else "worker"
-        try:
-            found[role] += [child, *child.children(recursive=True)]
-        except psutil.Error:  # gone meanwhile
-            continue
-    return found
-
-
-def roles(by_role: dict[str, list[psutil.Process]], redis_port: int) -> dict[int, str]:
-    """Client port → role for every connection to Redis these processes hold now."""
-    found: dict[int, str] = {}
-    for role, family in by_role.items():
-        for process in family:
-            try:
-                for connection in process.net_connections(kind="tcp"):
-                    if connection.raddr and connection.raddr.port == redis_port:
-                        found[connection.laddr.port] = role
-            except psutil.Error:
-                pass
-    return found
-
-
-def cpu_times(by_role: dict[str, list[psutil.Process]]) -> dict[int, tuple[str, float]]:
-    """pid → (role, CPU seconds so far) of the API's and the workers' processes."""
-    found: dict[int, tuple[str, float]] = {}
-    for role in ("api", "worker"):
-        for process in by_role[role]:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            found[process.pid] = (role, times.user + times.system)
-    return found
-
-
-def units(commands: list[Command], role_of: dict[int, str]) -> list[Unit]:
-    """The commands grouped into client calls, in the order the server ran them."""
-    found: list[Unit] = []
-    open_blocks: dict[int, Unit] = {}
-    for command in commands:
-        if command.in_script:
-            if found:
-                found[-1].ran.append(command)
-            continue
-        block = open_blocks.get(command.port)
-        if block is not None:
-            block.sent.append(command)
-            if command.name in ("EXEC", "DISCARD"):
-                del open_blocks[command.port]
-            continue
-        unit = Unit(command.port, role_of.get(command.port, "unknown"), [command])
-        found.append(unit)
-        if command.name == "MULTI":
-            open_blocks[command.port] = unit
-    return found
-
-
-def step_of(unit: Unit, api_step: str) -> str:
-    """Which job step a client call belongs to."""
-    if unit.role == "api":
-        return api_step
-    if unit.role == "client":
-        return "submit"  # Celery's apply_async, sent from this process
-    first, names = unit.sent[0], {command.name for command in unit.sent}
-    script = SCRIPTS.get(first.args[0]) if first.name == "EVALSHA" else \
-        SCRIPTS.get(hashlib.sha1(first.args[0].encode()).hexdigest()) \
-        if first.name == "EVAL" else None
-    if script == "transition":
-        event = json.loads(first.args[2 + int(first.args[1])]).get("event", "")
-        return WORKER_EVENTS.get(event, "finish")
-    # The worker takes the message (and kombu records it as unacknowledged) ...
-    if script == "accept" or first.name in TAKES or (first.name == "MULTI" and "ZADD" in names):
-        return "start"
-    # ... and acknowledges it (kombu), or stores its result (Celery).
-    if (first.name == "MULTI" and "ZREM" in names) or \
-            any("celery-task-meta" in arg for command in unit.sent for arg in command.args):
-        return "finish"
-    return "other"
-
-
-def by_step(commands: list[Command], role_of: dict[int, str], api_step: str
-            ) -> dict[str, Usage]:
-    """MONITOR's commands summed per step."""
-    steps: dict[str, Usage] = defaultdict(Usage)
-    previous: Unit | None = None
-    for unit in units(commands, role_of):
-        usage = steps[step_of(unit, api_step)]
-        usage.commands += len(unit.sent) + len(unit.ran)
-        usage.client_commands += len(unit.sent)
-        usage.bytes_in += sum(command.request_bytes for command in unit.sent)
-        if previous is None or previous.port != unit.port or \
-                unit.sent[0].at - previous.ended > PIPELINED:
-            usage.round_trips += 1
-        previous = unit
-    return dict(steps)
-
-
-class Watch:
-    """INFO (and, if asked, MONITOR) on one Redis, the cost of watching subtracted, and the
-    CPU time of the deployment's processes."""
-
-    def __init__(self, stack: Stack, *, monitor: bool) -> None:
-        address = urlsplit(stack.redis_url)
-        self.stack = stack
-        self.port = address.port or 6379
-        self.probe = Probe(address.hostname or "127.0.0.1", self.port)
-        self.monitor = Monitor(address.hostname or "127.0.0.1", self.port) if monitor else None
-        self.offset = Usage()
-        empty = [self._measure(lambda: None, "other").totals for _ in range(5)]
-        self.offset = Usage(*(min(getattr(u, f.name) for u in empty) for f in fields(Usage)))
-        self.offset = replace(self.offset, memory=0.0, redis_cpu=0.0, api_cpu=0.0,
-                              worker_cpu=0.0)
-
-    def close(self) -> None:
-        """Stop watching."""
-        if self.monitor is not None:
-            self.monitor.close()
-        self.probe.close()
-
-    def idle(self, seconds: float) -> Phase:
-        """What Redis runs for `seconds` while nothing is asked of the deployment."""
-        return self.phase(lambda: time.sleep(seconds), "other")
-
-    def phase(self, work: Callable[[], None], api_step: str) -> Phase:
-        """Run `work`: what it cost (MONITOR's commands of the API's processes go to step
-        `api_step`)."""
-        return self._measure(work, api_step).less(self.offset)
-
-    def _measure(self, work: Callable[[], None], api_step: str) -> Phase:
-        probe, monitor = self.probe, self.monitor
-        start = monitor.mark(probe) if monitor else 0
-        cpu = cpu_times(processes(self.stack))
-        before = probe.info()
-        own = (probe.commands, probe.sent, probe.received)
-        began = time.monotonic()
-        work()
-        seconds = time.monotonic() - began
-        own = (probe.commands - own[0], probe.sent - own[1], probe.received - own[2])
-        after = probe.info()
-        by_role = processes(self.stack)
-        spent = {"api": 0.0, "worker": 0.0}
-        for pid, (role, now) in cpu_times(by_role).items():
-            spent[role] += now - cpu.get(pid, (role, 0.0))[1]
-        seen = monitor.between(start, monitor.mark(probe)) if monitor else []
-
-        def delta(name: str) -> float:
-            return float(after[name]) - float(before[name])
-
-        others = [command for command in seen if command.port != probe.local_port]
-        totals = Usage(commands=delta("commands") - own[0],
-                       client_commands=sum(1 for command in others if not command.in_script),
-                       round_trips=delta("total_reads_processed") - own[0],
-                       bytes_in=delta("total_net_input_bytes") - own[1],
-                       bytes_out=delta("total_net_output_bytes") - own[2]
-                       - sum(command.feed_bytes for command in seen),
-                       memory=delta("used_memory") - delta("mem_clients_normal"),
-                       redis_cpu=delta("cpu"), api_cpu=spent["api"],
-                       worker_cpu=spent["worker"])
-        return Phase(seconds, totals, by_step(others, roles(by_role, self.port), api_step))
-
-    def until(self, done: Callable[[Probe], bool], what: str) -> None:
-        """Poll through the probe (its cost is subtracted) until `done`."""
-        deadline = time.monotonic() + 120
-        while not done(self.probe):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gave up waiting for {what}")
-            time.sleep(POLL)
 
 
 @dataclass
@@ -371,7 +124,7 @@ def measure_ours(stack: Stack, watch: Watch, count: int, pages: int) -> Measured
 
         def jobs() -> None:
             names.extend(str(_call(http, run, {"input": {}})["name"]) for _ in range(count))
-            watch.until(lambda probe: probe.call("HGET", keys.queued(), project) is None
+            watch.until(lambda probe: probe.call("HGET", keys.queued(project), project) is None
                         and probe.call("HLEN", unacked) == 0, "the jobs to finish")
 
         idle = watch.idle(IDLE_SECONDS)
@@ -449,33 +202,34 @@ def step_table(ours: Measured, celery: Measured) -> str:
 
 @dataclass(frozen=True)
 class FanOut:
-    """What one change announcement costs where every API process listens."""
+    """What one change announcement costs where API processes listen to its project."""
 
-    listeners: int  # subscribers of the changes channel
+    listeners: int  # subscribers of the project's changes channel
     redis_cpu: float  # seconds per announcement, Redis's command thread
     api_cpu: float  # seconds per announcement delivered, per listening API process
 
 
 def fan_out(stack: Stack, watch: Watch, count: int) -> FanOut:
-    """Announce `count` changes of an operation nobody waits for, as the scripts do, to API
-    processes whose listeners were started by a `:wait` each."""
-    name = f"projects/bench-quiet/operations/{uuid.uuid4()}"
-    channel = stack.store().keys.changes()
+    """Announce `count` changes of an operation nobody waits for, as the scripts do, in a
+    project whose changes every API process listens to (each served a `:wait` in it)."""
+    project = f"bench-{uuid.uuid4().hex[:12]}"
     with requests.Session() as http:
-        project = f"{stack.base_url}/v1/projects/bench-{uuid.uuid4().hex[:12]}"
-        created = str(_call(http, f"{project}/jobs/{JOB}:run", {"input": {}})["name"])
+        created = str(_call(http, f"{stack.base_url}/v1/projects/{project}/jobs/{JOB}:run",
+                            {"input": {}})["name"])
         for _ in range(4 * stack.settings.web_processes):  # reach every process, likely
             http.close()  # a new connection: maybe another gunicorn process
             _call(http, f"{stack.base_url}/v1/{created}:wait", {"timeout": "0.01s"})
     environment.purge_queue(stack)
-    change = json.dumps({"name": name, "project": "bench-quiet", "event": "progress",
-                         "state": "RUNNING"})
+    environment.forget_project(stack, project)
+    channel = stack.store().keys.changes(project)
+    change = json.dumps({"name": f"projects/{project}/operations/{uuid.uuid4()}",
+                         "project": project, "event": "progress", "state": "RUNNING"})
     [_, listeners] = watch.probe.call("PUBSUB", "NUMSUB", channel)
     idle = watch.idle(IDLE_SECONDS)
     sent = watch.phase(lambda: [watch.probe.call("PUBLISH", channel, change)
                                 for _ in range(count)], "other").net_of(idle)
     per = sent.totals.per(count)
-    # The probe's PUBLISH round trips are the watching's: Redis's share of them is not.
+    # Redis's CPU includes reading and answering the probe's PUBLISH, as for a script's.
     return FanOut(int(listeners), per.redis_cpu, per.api_cpu / max(1, int(listeners)))
 
 

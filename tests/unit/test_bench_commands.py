@@ -1,11 +1,12 @@
-"""How bench/commands.py reads MONITOR's feed and puts each command down to a job step."""
+"""How the Redis commands benchmark reads MONITOR's feed and puts each command down to a job
+step (bench/redis_probe.py, bench/steps.py)."""
 
 from __future__ import annotations
 
 import json
 
-from bench.commands import SCRIPTS, by_step
 from bench.redis_probe import Command, parse
+from bench.steps import SCRIPTS, by_step
 
 TRANSITION = next(sha for sha, name in SCRIPTS.items() if name == "transition")
 
