@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages importable
 
 from bench import (  # noqa: E402
+    cluster,
     commands,
     environment,
     grpc_calls,
@@ -59,6 +60,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "cpu-scaling": throughput.cpu_scaling,
     "submit-rabbitmq": rabbitmq.submit_single,  # each on a deployment of its own
     "end-to-end-rabbitmq": rabbitmq.end_to_end,
+    "end-to-end-cluster": cluster.end_to_end,
 }
 # A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
 # bench/jobs.py adds the no-op and progress jobs.
