@@ -80,6 +80,7 @@ def forget_project(stack: Stack, project: str) -> None:
             client.unlink(key)
         client.unlink(keys.events(project))
         client.hdel(keys.queued(project), project)
+        client.srem(keys.projects(), project)  # or every sweep goes on visiting it
     finally:
         client.close()
 
