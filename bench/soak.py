@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import queue
 import random
@@ -57,11 +56,8 @@ from redis.exceptions import RedisClusterException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
-from bench.soak_runs import runs_key
+from bench.soak_checks import PROJECT, Seen, diagnose, double_terminal, overlapping_runs
 from core.codes import Code
-from core.connection import redis_client
-from core.keyspace import Keys
-from core.operation import Operation
 from core.states import TERMINAL
 from tests.stack import (
     TOPOLOGIES,
@@ -71,7 +67,7 @@ from tests.stack import (
     running_stack,
 )
 
-PROJECT, NODES, CONCURRENCY, CLIENTS, WAITERS = "soak", 3, 2, 4, 16
+NODES, CONCURRENCY, CLIENTS, WAITERS = 3, 2, 4, 16
 BACKLOG = 60  # accepted, not yet done: submission keeps pace, so the chaos hits running jobs
 CHAOS_TAIL = 5.0  # seconds of chaos after the last submission
 WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
@@ -79,7 +75,6 @@ BROKER_DROPS = 8  # with RabbitMQ, every this many chaos events one drops its co
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
              "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak_runs"}
-Seen = dict[str, dict[str, Any] | None]  # name → the operation as the API showed it; None: 404
 
 
 def log(note: str) -> None:
@@ -270,69 +265,6 @@ class Soak:
             time.sleep(0.5)
         return False
 
-    def overlapping_runs(self) -> tuple[list[str], Counter[str]]:
-        """Operations two of whose runs overlapped in time, and the runs by how they ended.
-
-        An unfinished run ends when the chaos killed its process; one the chaos did not kill
-        runs on forever as far as we know, so any later run of it counts as overlapping.
-        """
-        with self.stack.store().redis.pipeline(transaction=False) as pipe:
-            for name in self.names:
-                pipe.hgetall(runs_key(self.stack.prefix, name))
-            recorded: list[dict[str, str]] = pipe.execute()
-        overlapping, kinds = [], Counter[str]()
-        for name, runs in zip(self.names, recorded, strict=True):
-            spans, reach = [], -math.inf
-            for run, end in runs.items():
-                pid, start = int(run.split(":")[0]), float(run.split(":")[1])
-                kinds["finished" if end else "killed" if pid in self.killed_at else "lost"] += 1
-                spans.append((start, float(end) if end else self.killed_at.get(pid, math.inf)))
-            for start, stop in sorted(spans):
-                if start < reach:
-                    overlapping.append(name)
-                    break
-                reach = max(reach, stop)
-        return overlapping, kinds
-
-
-def double_terminal(run: Soak, seen: Seen, final: dict[str, Operation | None]) -> list[str]:
-    """Done operations with more than one terminal state: two published; a stored outcome
-    that is not exactly the one its state needs; a change after the API showed it done."""
-    found = []
-    for name, shown in seen.items():
-        if not shown or not shown["done"] or (now := final[name]) is None:
-            continue
-        succeeded = now.state == "SUCCEEDED"  # and only then a response, never an error
-        wanted = (now.response is not None) == succeeded and (now.error is None) == succeeded
-        before = (shown["metadata"]["state"], shown.get("response", {}).get("value"),
-                  shown.get("error", {}).get("code"))
-        after = (now.state.value, now.response, (now.status or {}).get("code"))
-        if run.terminal[name] > 1 or not wanted or before != after:
-            found.append(name)
-    return found
-
-
-def diagnose(stack: Stack, names: list[str]) -> None:
-    """For a few bad operations: the stored hash, its runs, where its broker message is
-    (queued, or unacknowledged since when), and every log line naming it."""
-    client, broker = stack.store().redis, f"{stack.prefix}:broker:"
-    messages = redis_client(stack.settings.effective_broker_url) \
-        if stack.settings.redis_broker else None  # RabbitMQ's are not looked at
-    unacked = messages.hgetall(f"{broker}unacked") if messages else {}
-    queued = messages.lrange(broker + stack.prefix, 0, -1) if messages else []
-    for name in names[:5]:
-        operation_id = name.rsplit("/", 1)[-1]
-        held = [(messages.zscore(f"{broker}unacked_index", tag) if messages else 0.0) or 0.0
-                for tag, message in unacked.items() if operation_id in message]
-        where = ", ".join([f"unacked since {datetime.fromtimestamp(t):%H:%M:%S.%f}" for t in held]
-                          + ["queued"] * sum(operation_id in m for m in queued)) or "gone"
-        print(f"\n{name}: {client.hgetall(Keys(stack.prefix).operation(PROJECT, operation_id))}\n"
-              f"  runs: {client.hgetall(runs_key(stack.prefix, name))}; message: {where}")
-        for log in sorted(stack.workdir.glob("*.log")):
-            for line in log.read_text(errors="replace").splitlines():
-                if operation_id in line and ":wait HTTP" not in line:
-                    print(f"  {log.stem}: {line}")
-
 
 def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
          restart_broker: bool = False, primary_kills: int = 0) -> int:
@@ -375,7 +307,8 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
     done = [op for op in seen.values() if op and op["done"]]
     lost = [name for name, op in seen.items() if op is None or final[name] is None]
     stuck = [name for name, op in seen.items() if op and not op["done"]]
-    double, (overlapping, runs) = double_terminal(run, seen, final), run.overlapping_runs()
+    double = double_terminal(run.terminal, seen, final)
+    overlapping, runs = overlapping_runs(store.redis, stack.prefix, run.names, run.killed_at)
     run.stop.set()
     listener.join(timeout=5)  # before the stack, and the Redis it reads, is torn down
     states = Counter(op["metadata"]["state"] for op in done)
@@ -464,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("the API answered its first readiness probe late; again", file=sys.stderr)
             for n in range(1, NODES + 1):
                 stack.start_worker(f"node{n}", CONCURRENCY)
-            kills = (args.redis_mode != "standalone") if args.primary_kills is None \
+            kills = int(args.redis_mode != "standalone") if args.primary_kills is None \
                 else args.primary_kills
             return 1 if soak(stack, args.jobs, seed, args.kill_every,
                              restart_broker=args.restart_broker, primary_kills=kills) else 0
