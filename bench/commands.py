@@ -8,8 +8,8 @@ one process, then read back with GetOperation and ListOperations; Celery's are n
 sent with `apply_async` to a worker of one process that stores each result in the same
 Redis (bench/baseline.py). Each phase is watched twice over (bench/redis_probe.py):
 
-- `INFO` before and after: commands run (`total_commands_processed`, which counts those a
-  Lua script runs too), read events (`total_reads_processed`: one per client round trip,
+- `INFO` before and after: commands run (the calls of `commandstats`, summed, which count
+  those a Lua script runs too), read events (`total_reads_processed`: one per client round trip,
   a pipeline included), network bytes each way, and memory (`used_memory` less the client
   buffers), the watching's own share subtracted;
 - `MONITOR`: every command with its client, so that each is put down to a step by the
