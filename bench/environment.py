@@ -66,19 +66,21 @@ def workers_in_use() -> str:
 
 def forget_project(stack: Stack, project: str) -> None:
     """Delete every key of a benchmark project (operations, index, stream, request keys)."""
-    client = redis_client(stack.redis_url)
+    client = stack.redis()  # the store, whatever its topology
     keys = stack.store().keys
     try:
         index = keys.index(project)
         while ids := client.zrange(index, 0, 4999):
             with client.pipeline(transaction=False) as pipe:
-                pipe.unlink(*(keys.operation(project, i) for i in ids))
+                for operation_id in ids:  # one key a call: a cluster's pipelines want that
+                    pipe.unlink(keys.operation(project, operation_id))
                 pipe.zrem(index, *ids)
                 pipe.execute()
         for key in client.scan_iter(match=keys.request(project, "*"), count=5000):
             client.unlink(key)
         client.unlink(keys.events(project))
         client.hdel(keys.queued(project), project)
+        client.srem(keys.projects(), project)  # or every sweep goes on visiting it
     finally:
         client.close()
 

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages importable
 
 from bench import (  # noqa: E402
+    cluster,
+    commands,
     environment,
     grpc_calls,
     listing,
@@ -51,12 +53,14 @@ BENCHMARKS: dict[str, Benchmark] = {
     "list": listing.list_operations,
     "end-to-end": throughput.end_to_end,
     "memory": memory.memory_per_operation,
+    "commands": commands.redis_commands,
     "progress": progress.progress_rate,
     "wait-wakeup": wait_cancel.wakeup_latency,
     "cancel": wait_cancel.cancel_latency,
     "cpu-scaling": throughput.cpu_scaling,
     "submit-rabbitmq": rabbitmq.submit_single,  # each on a deployment of its own
     "end-to-end-rabbitmq": rabbitmq.end_to_end,
+    "end-to-end-cluster": cluster.end_to_end,
 }
 # A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
 # bench/jobs.py adds the no-op and progress jobs.

@@ -1,6 +1,7 @@
 """Soak test (issue #5): thousands of jobs while worker, node and API processes are SIGKILLed.
 
     .venv/bin/python bench/soak.py [--jobs 2000] [--seed N] [--kill-every 2.0] [--broker URL]
+                                   [--redis-mode cluster] [--primary-kills N]
 
 A private deployment on 127.0.0.1 (API, three worker nodes x 2 pool processes, 3 s leases)
 runs a mix of `demo.sleep` and `demo.primes` jobs submitted by client threads, each with its
@@ -15,8 +16,14 @@ it disturbs everything else on that RabbitMQ). Then every operation must be
 done: none lost (404), none stuck, none with two terminal states (two published, an
 outcome not matching its state, a change once done), no job run twice at once. Prints a
 table; exits 1 on any of those. Not in `make test`.
-Runs are seen without touching the jobs: the workers also load this module as a job module,
-whose Celery task_prerun/task_postrun handlers record each run's pid and span in Redis.
+Runs are seen without touching the jobs: the workers also load bench/soak_runs.py as a job
+module, whose Celery signal handlers record each run's pid and span in the store.
+
+With `--redis-mode cluster` the store is a Redis Cluster of three primaries, each with a
+replica (tests/redis_deployments.py), the broker a Redis of its own (or `--broker`);
+`--redis-mode sentinel` is a primary with two replicas behind three sentinels. On either,
+`--primary-kills` times (default once, halfway through the submissions) the chaos SIGKILLs
+the primary holding the soak's project and waits for its replica's promotion.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import queue
 import random
@@ -39,65 +45,41 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 import redis
 import requests
-from celery import signals
+from redis.exceptions import RedisClusterException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
+from bench.soak_checks import PROJECT, Seen, diagnose, double_terminal, overlapping_runs
 from core.codes import Code
-from core.config import Settings
-from core.connection import redis_client
-from core.keyspace import Keys
-from core.operation import Operation
 from core.states import TERMINAL
+from tests.stack import (
+    TOPOLOGIES,
+    Stack,
+    drop_broker_connections,
+    rabbitmqctl,
+    running_stack,
+)
 
-if TYPE_CHECKING:
-    from tests.stack import Stack
-
-PROJECT, NODES, CONCURRENCY, CLIENTS, WAITERS = "soak", 3, 2, 4, 16
+NODES, CONCURRENCY, CLIENTS, WAITERS = 3, 2, 4, 16
 BACKLOG = 60  # accepted, not yet done: submission keeps pace, so the chaos hits running jobs
 CHAOS_TAIL = 5.0  # seconds of chaos after the last submission
 WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
 BROKER_DROPS = 8  # with RabbitMQ, every this many chaos events one drops its connections
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
-             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak"}
-Seen = dict[str, dict[str, Any] | None]  # name → the operation as the API showed it; None: 404
-_open_runs: dict[str, str] = {}  # in a pool process: task id → `pid:start` of its run
+             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak_runs"}
 
 
-@cache
-def _runs_redis(pid: int) -> redis.Redis:  # keyed by pid: a client of its own after the fork
-    return redis_client(Settings.from_env().redis_url)
-
-
-def runs_key(prefix: str, name: str) -> str:
-    """Hash of an operation's runs, `pid:start` → end (empty: the run never finished)."""
-    return f"{prefix}:soak-runs:{name.rsplit('/', 1)[-1]}"
-
-
-def _run_starts(task_id: str, **_: Any) -> None:
-    _open_runs[task_id] = run = f"{os.getpid()}:{time.time():.6f}"
-    _runs_redis(os.getpid()).hset(runs_key(Settings.from_env().key_prefix, task_id), run, "")
-
-
-def _run_ends(task_id: str, state: str, **_: Any) -> None:
-    run, key = _open_runs.pop(task_id, ""), runs_key(Settings.from_env().key_prefix, task_id)
-    if run and state == "IGNORED":  # a skipped delivery: the job did not run
-        _runs_redis(os.getpid()).hdel(key, run)
-    elif run:
-        _runs_redis(os.getpid()).hset(key, run, f"{time.time():.6f}")
-
-
-signals.task_prerun.connect(_run_starts)  # in every process that imports this module; they
-signals.task_postrun.connect(_run_ends)  # fire only where tasks run, in the pool processes
+def log(note: str) -> None:
+    """A line of the run's log, with the time."""
+    print(f"{datetime.now():%H:%M:%S.%f} {note}", file=sys.stderr)
 
 
 def random_job(rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -111,9 +93,12 @@ class Soak:
     """One soak run's threads and what they saw; every loop ends by `deadline` (monotonic)."""
 
     def __init__(self, stack: Stack, rng: random.Random, deadline: float, *, jobs: int,
-                 restart_broker: bool = False) -> None:
+                 restart_broker: bool = False, primary_kills: int = 0) -> None:
         self.stack, self.rng, self.deadline, self.jobs = stack, rng, deadline, jobs
         self.restart_broker = restart_broker  # once, halfway through the submissions
+        # After how many accepted submissions each SIGKILL of the store's primary comes.
+        self.primary_kills = [jobs * (n + 1) // (primary_kills + 1) for n in range(primary_kills)]
+        self.subscribed = threading.Event()
         self.lock, self.stop, self.calm = threading.Lock(), threading.Event(), threading.Event()
         self.counts: Counter[str] = Counter()
         self.names: list[str] = []  # accepted operations
@@ -130,7 +115,7 @@ class Soak:
         with self.lock:
             self.counts[what] += 1
         if note:
-            print(f"{datetime.now():%H:%M:%S.%f} {note}", file=sys.stderr)
+            log(note)
 
     def submit(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
         """Submit `jobs`; after a 503 or a connection error, send the same body again."""
@@ -157,26 +142,44 @@ class Soak:
             elif answer is not None:
                 print(f"rejected {job} {job_input}: {answer.text}", file=sys.stderr)
 
-    def listen(self, pubsub: Any) -> None:
-        """Count the terminal changes the store publishes, per operation."""
+    def listen(self) -> None:
+        """Count the terminal changes the store publishes about the soak's project, per
+        operation; after losing the store (a failover), subscribe again: what was published
+        meanwhile is missed, which only the listener check row shows."""
+        store, sharded = self.stack.store(), self.stack.settings.redis_mode == "cluster"
+        channel = store.keys.changes(PROJECT)
         while not self.stop.is_set():
-            message = pubsub.get_message(timeout=0.5)
-            if message and message["type"] == "message" and \
-                    (change := json.loads(message["data"]))["state"] in TERMINAL:
-                with self.lock:
-                    self.terminal[change["name"]] += 1
-                    self.last_done = time.monotonic()
+            pubsub: Any = store.redis.pubsub()
+            try:
+                (pubsub.ssubscribe if sharded else pubsub.subscribe)(channel)
+                while not self.stop.is_set():
+                    message = (pubsub.get_sharded_message(timeout=0.5) if sharded
+                               else pubsub.get_message(timeout=0.5))
+                    if message and message["type"] in ("subscribe", "ssubscribe"):
+                        self.subscribed.set()
+                    elif message and message["type"] in ("message", "smessage") and \
+                            (change := json.loads(message["data"]))["state"] in TERMINAL:
+                        with self.lock:
+                            self.terminal[change["name"]] += 1
+                            self.last_done = time.monotonic()
+            except (redis.RedisError, RedisClusterException) as exc:
+                self.count("listener reconnects", f"change listener lost the store ({exc})")
+                time.sleep(0.5)
+            finally:
+                pubsub.close()
 
     def chaos(self, every: float) -> None:
         """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it,
         or now and then an API process (gunicorn starts another; clients resubmit)."""
-        from tests.stack import drop_broker_connections, rabbitmqctl  # see `main`
-
         fresh = itertools.count(NODES + 1)
         rabbitmq = self.stack.settings.rabbitmq_broker
         for event in itertools.count(1):
             if self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
                 return
+            if self.primary_kills and len(self.names) >= self.primary_kills[0]:
+                self.primary_kills.pop(0)
+                self.kill_primary()
+                continue
             if rabbitmq and self.restart_broker and len(self.names) * 2 >= self.jobs:
                 self.restart_broker = False
                 rabbitmqctl("stop_app")
@@ -199,13 +202,30 @@ class Soak:
                     self.stack.stop(node, signal.SIGKILL)  # its pool dies too (PDEATHSIG)
                     self.killed_at.update(dict.fromkeys((c.pid for c in children), time.time()))
                     self.count("node kills", f"SIGKILL node {node}")
-                    self.stack.start_worker(f"node{next(fresh)}", CONCURRENCY)
+                    self.start_node(f"node{next(fresh)}")
                 elif children:
                     (victim := self.rng.choice(children)).send_signal(signal.SIGKILL)
                     self.killed_at[victim.pid] = time.time()
                     self.count("pool-process kills", f"SIGKILL {node} pool {victim.pid}")
             except psutil.Error:
                 continue
+
+    def start_node(self, name: str) -> None:
+        """Start a worker node; one slow to answer (a loaded machine) is left to come up
+        while the chaos goes on."""
+        try:
+            self.stack.start_worker(name, CONCURRENCY)
+        except TimeoutError:
+            self.count("slow node starts", f"node {name} slow to answer; going on")
+
+    def kill_primary(self) -> None:
+        """SIGKILL the store's primary serving the soak's project; wait for its replica's
+        promotion (and the killed node's return as a replica)."""
+        deployment, began = self.stack.replicated, time.monotonic()
+        assert deployment is not None, "a primary to kill needs a replicated store"
+        log("SIGKILL the store's primary of the soak's project")
+        deployment.kill_primary(self.stack.store().keys.index(PROJECT))
+        self.count("primary kills", f"a replica took over in {time.monotonic() - began:.1f} s")
 
     def kill_web_process(self) -> None:
         """SIGKILL one of gunicorn's worker processes, whatever request it is serving."""
@@ -245,85 +265,23 @@ class Soak:
             time.sleep(0.5)
         return False
 
-    def overlapping_runs(self) -> tuple[list[str], Counter[str]]:
-        """Operations two of whose runs overlapped in time, and the runs by how they ended.
-
-        An unfinished run ends when the chaos killed its process; one the chaos did not kill
-        runs on forever as far as we know, so any later run of it counts as overlapping.
-        """
-        with self.stack.store().redis.pipeline(transaction=False) as pipe:
-            for name in self.names:
-                pipe.hgetall(runs_key(self.stack.prefix, name))
-            recorded: list[dict[str, str]] = pipe.execute()
-        overlapping, kinds = [], Counter[str]()
-        for name, runs in zip(self.names, recorded, strict=True):
-            spans, reach = [], -math.inf
-            for run, end in runs.items():
-                pid, start = int(run.split(":")[0]), float(run.split(":")[1])
-                kinds["finished" if end else "killed" if pid in self.killed_at else "lost"] += 1
-                spans.append((start, float(end) if end else self.killed_at.get(pid, math.inf)))
-            for start, stop in sorted(spans):
-                if start < reach:
-                    overlapping.append(name)
-                    break
-                reach = max(reach, stop)
-        return overlapping, kinds
-
-
-def double_terminal(run: Soak, seen: Seen, final: dict[str, Operation | None]) -> list[str]:
-    """Done operations with more than one terminal state: two published; a stored outcome
-    that is not exactly the one its state needs; a change after the API showed it done."""
-    found = []
-    for name, shown in seen.items():
-        if not shown or not shown["done"] or (now := final[name]) is None:
-            continue
-        succeeded = now.state == "SUCCEEDED"  # and only then a response, never an error
-        wanted = (now.response is not None) == succeeded and (now.error is None) == succeeded
-        before = (shown["metadata"]["state"], shown.get("response", {}).get("value"),
-                  shown.get("error", {}).get("code"))
-        after = (now.state.value, now.response, (now.status or {}).get("code"))
-        if run.terminal[name] > 1 or not wanted or before != after:
-            found.append(name)
-    return found
-
-
-def diagnose(stack: Stack, names: list[str]) -> None:
-    """For a few bad operations: the stored hash, its runs, where its broker message is
-    (queued, or unacknowledged since when), and every log line naming it."""
-    client, broker = stack.store().redis, f"{stack.prefix}:broker:"
-    unacked, queued = client.hgetall(f"{broker}unacked"), client.lrange(broker + stack.prefix,
-                                                                        0, -1)
-    for name in names[:5]:
-        operation_id = name.rsplit("/", 1)[-1]
-        held = [client.zscore(f"{broker}unacked_index", tag) or 0.0
-                for tag, message in unacked.items() if operation_id in message]
-        where = ", ".join([f"unacked since {datetime.fromtimestamp(t):%H:%M:%S.%f}" for t in held]
-                          + ["queued"] * sum(operation_id in m for m in queued)) or "gone"
-        print(f"\n{name}: {client.hgetall(Keys(stack.prefix).operation(PROJECT, operation_id))}\n"
-              f"  runs: {client.hgetall(runs_key(stack.prefix, name))}; message: {where}")
-        for log in sorted(stack.workdir.glob("*.log")):
-            for line in log.read_text(errors="replace").splitlines():
-                if operation_id in line and ":wait HTTP" not in line:
-                    print(f"  {log.stem}: {line}")
-
 
 def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
-         restart_broker: bool = False) -> int:
+         restart_broker: bool = False, primary_kills: int = 0) -> int:
     """Run the soak on a started stack and print its table; how many things went wrong."""
     started, load = time.monotonic(), os.getloadavg()[0]
     run = Soak(stack, random.Random(seed), started + jobs * 0.1 + 120, jobs=jobs,
-               restart_broker=restart_broker)
-    listening = stack.store()  # kept: dropping a client disconnects its pool, pub/sub included
-    pubsub = listening.redis.pubsub()
-    pubsub.subscribe(listening.keys.changes(PROJECT))
-    pubsub.get_message(timeout=5)  # subscribed before the first job
+               restart_broker=restart_broker, primary_kills=primary_kills)
     work = [random_job(run.rng) for _ in range(jobs)]
     clients = [threading.Thread(target=run.submit, args=(work[n::CLIENTS],), daemon=True)
                for n in range(CLIENTS)]
     chaos = threading.Thread(target=run.chaos, args=(kill_every,), daemon=True)
-    listener = threading.Thread(target=run.listen, args=(pubsub,), daemon=True)
+    listener = threading.Thread(target=run.listen, daemon=True)
     try:
-        for thread in [listener, chaos, *clients]:
+        listener.start()
+        if not run.subscribed.wait(10):  # subscribed before the first job
+            raise RuntimeError("could not subscribe to the soak project's changes")
+        for thread in [chaos, *clients]:
             thread.start()
         while alive := [client for client in clients if client.is_alive()]:
             alive[0].join(timeout=5)
@@ -349,16 +307,16 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
     done = [op for op in seen.values() if op and op["done"]]
     lost = [name for name, op in seen.items() if op is None or final[name] is None]
     stuck = [name for name, op in seen.items() if op and not op["done"]]
-    double, (overlapping, runs) = double_terminal(run, seen, final), run.overlapping_runs()
+    double = double_terminal(run.terminal, seen, final)
+    overlapping, runs = overlapping_runs(store.redis, stack.prefix, run.names, run.killed_at)
     run.stop.set()
     listener.join(timeout=5)  # before the stack, and the Redis it reads, is torn down
-    pubsub.close()
     states = Counter(op["metadata"]["state"] for op in done)
     codes = Counter(Code(op["error"]["code"]).name for op in done if "error" in op)
     attempts = Counter(op["metadata"].get("attempt", 0) for op in done)
     extra, unpublished = (int(store.redis.zcard(store.keys.index(PROJECT)))
                           - len(run.names), int(store.redis.zcard(store.keys.task_outbox(PROJECT))))
-    elapsed = run.last_done - started
+    elapsed = max(run.last_done - started, 1e-3)
     rows = [
         ("jobs asked / accepted", f"{jobs} / {len(run.names)}"),
         ("succeeded / failed (by code) / cancelled",
@@ -378,6 +336,10 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
         ("broker: " + stack.settings.effective_broker_url.split("://")[0]
          + "; connection drops / restarts",
          f"{run.counts['broker connection drops']} / {run.counts['broker restarts']}"),
+        (f"store: {stack.settings.redis_mode}; primary kills asked / done (each replica "
+         "promoted); listener reconnects",
+         f"{primary_kills} / {run.counts['primary kills']}; "
+         f"{run.counts['listener reconnects']}"),
         ("task outbox entries left unpublished", unpublished),
         ("workers idle at the end", "yes" if idle else "**no**"),
         ("wall time first submit → last done; throughput",
@@ -390,7 +352,7 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
     print("\n".join(f"| {label:<{width}} | {value} |" for label, value in rows))
     diagnose(stack, lost + stuck + double + overlapping)
     return len(lost + stuck + double + overlapping) + abs(extra) + jobs - len(run.names) \
-        + unpublished
+        + unpublished + primary_kills - run.counts["primary kills"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,10 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-broker", action="store_true",
                         help="with RabbitMQ: restart it once, halfway (disturbs its other "
                              "users)")
+    parser.add_argument("--redis-mode", choices=TOPOLOGIES, default="standalone",
+                        help="the store: one Redis (default), a primary with replicas "
+                             "behind sentinels, or a cluster of three shards (its broker "
+                             "then a Redis of its own, unless --broker)")
+    parser.add_argument("--primary-kills", type=int, default=None,
+                        help="SIGKILLs of the store's primary, spread over the submissions "
+                             "(default: 1 with sentinel or cluster, else 0)")
     args = parser.parse_args(argv)
-    # Imported here: the stack's API and workers import this module too, and must start fast.
-    from bench.run import LOOPBACK, check_local_redis
-    from tests.stack import running_stack
+    from bench.run import LOOPBACK, check_local_redis  # it imports every benchmark
 
     check_local_redis()
     if args.broker and urlsplit(args.broker).hostname not in LOOPBACK:
@@ -422,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             for attempt in range(1, 4):
                 try:
                     stack = cleanup.enter_context(running_stack(
-                        workdir, (), **STACK_ENV, **broker))
+                        workdir, (), args.redis_mode, **STACK_ENV, **broker))
                     break
                 except requests.Timeout:  # the stack's probe allows 2 s for the first answer
                     if attempt == 3:
@@ -430,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
                     print("the API answered its first readiness probe late; again", file=sys.stderr)
             for n in range(1, NODES + 1):
                 stack.start_worker(f"node{n}", CONCURRENCY)
+            kills = int(args.redis_mode != "standalone") if args.primary_kills is None \
+                else args.primary_kills
             return 1 if soak(stack, args.jobs, seed, args.kill_every,
-                             restart_broker=args.restart_broker) else 0
+                             restart_broker=args.restart_broker, primary_kills=kills) else 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

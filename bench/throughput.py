@@ -176,7 +176,7 @@ def _post(http: requests.Session, url: str, body: bytes) -> dict[str, Any]:
 def run_noops(stack: Stack, http: requests.Session, project: str, count: int, *,
               job: str = "bench.noop", job_input: dict[str, Any] | None = None) -> float:
     """Seconds from submitting `count` jobs (by :batchRun) to all of them done."""
-    client = redis_client(stack.redis_url)
+    client = stack.redis()  # the store, whatever its topology
     queued = stack.store().keys.queued(project)
     url = f"{stack.base_url}/v1/projects/{project}/jobs/{job}:batchRun"
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -19,6 +20,7 @@ from typing import Any, cast
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from core import record
@@ -424,8 +426,27 @@ def operation_store(settings: Settings, client: redis.Redis | None = None, *,
 
     `patient` is for workers: their writes wait out an outage of `store_outage_seconds`
     (the API's answer UNAVAILABLE at once), and one that its replicas did not confirm in time
-    is logged rather than refused, since the leases recover what a failover loses.
+    is logged rather than refused, since the leases recover what a failover loses. So does
+    connecting: a cluster client reaches the cluster through the one node `REDIS_URL`
+    names, which may be the primary a failover just lost.
     """
+    if not patient:
+        return _connected_store(settings, client, patient=False)
+    deadline = time.monotonic() + settings.store_outage_seconds
+    while True:
+        try:
+            return _connected_store(settings, client, patient=True)
+        except _CONNECTING:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the node is back, or another one answers, within seconds
+
+
+_CONNECTING: tuple[type[Exception], ...] = (*UNREACHABLE, RedisClusterException)
+
+
+def _connected_store(settings: Settings, client: redis.Redis | None, *,
+                     patient: bool) -> OperationStore:
     store = OperationStore(
         client if client is not None else store_client(settings),
         Keys(settings.key_prefix),

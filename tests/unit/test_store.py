@@ -1,13 +1,17 @@
 import json
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 import redis.retry
+from redis.exceptions import RedisClusterException
 
+import core.store
 from core import names, record
+from core.config import Settings
 from core.states import Event, State
-from core.store import NewOperation, OperationStore, Push
+from core.store import NewOperation, OperationStore, Push, operation_store
 
 
 def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) -> str:
@@ -272,3 +276,27 @@ def test_a_patient_store_retries_a_write_through_an_outage(
         return
     assert patient.apply("demo", operation_id, Event.START, take_lease=10).after \
         is State.RUNNING
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_a_workers_store_waits_for_the_store_to_answer_before_connecting(
+        settings: Settings, redis: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch,
+        patient: bool) -> None:
+    # A cluster client reaches the cluster through the one node REDIS_URL names; when a
+    # failover has just taken that node, a worker's first use of the store must wait for it
+    # (or another answer) rather than fail the job it is starting. The API's does not wait.
+    refusals = [RedisClusterException("Redis Cluster cannot be connected")] * 2
+
+    def connecting(_: Settings) -> fakeredis.FakeRedis:
+        if refusals:
+            raise refusals.pop()
+        return redis
+
+    monkeypatch.setattr(core.store, "store_client", connecting)
+    monkeypatch.setattr(core.store.time, "sleep", lambda seconds: None)  # no real waiting
+    if not patient:
+        with pytest.raises(RedisClusterException):
+            operation_store(settings)
+        return
+    assert make_operation(operation_store(settings, patient=True))
+    assert not refusals
