@@ -21,11 +21,14 @@ if TYPE_CHECKING:  # the supervisor, which the Celery app imports, uses this mod
 
 log = logging.getLogger(__name__)
 
-# How long an entry waited in the outbox before its confirm came, where it was published.
+# How long an entry waited in the outbox before its confirm came, where it was published:
+# from just before the script that stored it (an upper bound) to the confirm. Buckets every
+# 5 ms up to 60 ms tell whether the 99th percentile is within its 50 ms target.
 OUTBOX_WAIT_SECONDS = Histogram(
     "opqueue_task_outbox_wait_seconds",
     "Time from storing an operation to the broker's confirm of its task message",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+    buckets=(0.001, 0.002, 0.005, *(ms / 1000 for ms in range(10, 65, 5)), 0.075, 0.1,
+             0.25, 1.0, 5.0, 30.0),
     registry=None)
 
 
@@ -47,10 +50,10 @@ class Relay:
         if not entries:
             return
         self.dispatcher.enqueue_many([entry.submission for entry in entries])
-        self.outbox.remove(entries)
         confirmed = now_ms()
         for entry in entries:
             OUTBOX_WAIT_SECONDS.observe(max(0, confirmed - entry.stored_ms) / 1000)
+        self.outbox.remove(entries)
 
     def pump(self, limit: int = 100) -> int:
         """Publish entries that are due (their publisher died or failed); how many."""
