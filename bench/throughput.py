@@ -22,7 +22,7 @@ import requests
 from celery import Celery
 
 from bench import baseline, environment
-from bench.load import hammer
+from bench.load import Load, hammer
 from bench.report import Row, median_row
 from core.connection import redis_client
 from tests.stack import Stack, eventually
@@ -69,7 +69,7 @@ def yardstick(stack: Stack, *, results: bool = False,
         client.close()
 
 
-def _apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
+def apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
     """Tasks a second one process sends with `apply_async` (nobody consumes them)."""
     task = app.tasks[baseline.TASK]
     task.apply_async()  # connect and declare outside the timing
@@ -93,22 +93,28 @@ def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
     generator = ""
     with yardstick(stack) as (app, prefix):
         for _ in range(runs):
-            theirs.append(_apply_async_rate(app, prefix, seconds))
-            project = _project()
-            load = hammer(f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:run",
-                          connections=CLIENTS, seconds=seconds, method="POST",
-                          body={"input": {}})
+            theirs.append(apply_async_rate(app, prefix, seconds))
+            load = submit_load(stack, seconds)
             ours.append(load.rate)
             errors += load.errors
             generator = load.generator
-            environment.purge_queue(stack)
-            environment.forget_project(stack, project)
     return [median_row(
         "submit over HTTP, 1 job per call, 32 keep-alive clients (jobs/s)", ours, unit="/s",
         baseline=theirs, target_ratio=0.8, higher_is_better=True,
         note=f"{runs} runs of {seconds:g} s each side, alternating; load from {generator} "
              f"({errors} errors); baseline: `apply_async` of a no-op task in a loop from one "
              "process, same Redis, JSON serializer, nothing consuming either queue")]
+
+
+def submit_load(stack: Stack, seconds: float) -> Load:
+    """:run of a no-op job from 32 keep-alive clients for `seconds` (nothing consuming), on a
+    project of its own; the queue and the project are emptied again."""
+    project = _project()
+    load = hammer(f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:run",
+                  connections=CLIENTS, seconds=seconds, method="POST", body={"input": {}})
+    environment.purge_queue(stack)
+    environment.forget_project(stack, project)
+    return load
 
 
 def submit_batch(stack: Stack, quick: bool = False) -> list[Row]:
@@ -121,7 +127,7 @@ def submit_batch(stack: Stack, quick: bool = False) -> list[Row]:
     latencies: list[float] = []
     with yardstick(stack) as (app, prefix), requests.Session() as http:
         for _ in range(runs):
-            theirs.append(_apply_async_rate(app, prefix, 1.0 if quick else 3.0))
+            theirs.append(apply_async_rate(app, prefix, 1.0 if quick else 3.0))
             project = _project()
             url = f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:batchRun"
             _post(http, url, body)  # warm the connection and the route
