@@ -47,13 +47,18 @@ class Relay:
     def publish(self, entries: list[Entry]) -> None:
         """Publish these entries' messages, then remove the entries; raises (the entries
         left in the outbox) whatever the broker's client raises."""
+        self.send(entries)
+        self.outbox.remove(entries)
+
+    def send(self, entries: list[Entry]) -> None:
+        """Publish these entries' messages, confirmed, leaving the entries in the outbox;
+        raises whatever the broker's client raises."""
         if not entries:
             return
         self.dispatcher.enqueue_many([entry.submission for entry in entries])
         confirmed = now_ms()
         for entry in entries:
             OUTBOX_WAIT_SECONDS.observe(max(0, confirmed - entry.stored_ms) / 1000)
-        self.outbox.remove(entries)
 
     def pump(self, limit: int = 100) -> int:
         """Publish entries that are due (their publisher died or failed); how many."""

@@ -6,6 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from core.task_outbox import Entry, Submission
 from tests.waiting import eventually
 from workers.publisher import Publisher
@@ -15,15 +17,29 @@ def entry(name: str) -> Entry:
     return Entry(name, Submission("demo", name, "demo.sleep", {}, 1.0), stored_ms=0)
 
 
+class Outbox:
+    """Records the entries removed."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.removed: list[str] = []
+        self.broken = broken
+
+    def remove(self, entries: list[Entry]) -> None:
+        if self.broken:
+            raise ConnectionError("the store went away")
+        self.removed += [e.member for e in entries]
+
+
 class GatedRelay:
     """A relay whose first batch waits until a gate opens; records every batch."""
 
-    def __init__(self, *, fails: bool = False) -> None:
+    def __init__(self, *, fails: bool = False, outbox: Outbox | None = None) -> None:
         self.batches: list[list[str]] = []
         self.first_started, self.gate = threading.Event(), threading.Event()
         self.fails = fails
+        self.outbox = outbox or Outbox()
 
-    def publish(self, entries: list[Entry]) -> None:
+    def send(self, entries: list[Entry]) -> None:
         self.batches.append([e.member for e in entries])
         if len(self.batches) == 1:
             self.first_started.set()
@@ -60,6 +76,7 @@ def test_entries_handed_over_meanwhile_go_out_together_in_the_next_batch() -> No
     assert relay.batches[0] == ["first"]
     assert sorted(relay.batches[1]) == [f"e{n}" for n in range(5)]
     assert len(relay.batches) == 2
+    assert sorted(relay.outbox.removed) == sorted(relay.batches[0] + relay.batches[1])
 
 
 def test_every_request_of_a_failed_batch_gets_its_error() -> None:
@@ -67,6 +84,16 @@ def test_every_request_of_a_failed_batch_gets_its_error() -> None:
     outcomes = publish_while_the_first_batch_is_out(relay, others=3)
     assert [type(outcome) for outcome in outcomes] == [ConnectionError] * 4
     assert len(relay.batches) == 2
+    assert relay.outbox.removed == []  # left for the caller to delete, or a relay to send
+
+
+def test_published_entries_the_store_could_not_remove_still_answer_published(
+        caplog: pytest.LogCaptureFixture) -> None:
+    relay = GatedRelay(outbox=Outbox(broken=True))
+    relay.gate.set()
+    Publisher(relay).publish([entry("confirmed")])  # type: ignore[arg-type]
+    assert relay.batches == [["confirmed"]]
+    assert "a relay will publish them again" in caplog.text
 
 
 def test_nothing_to_publish_publishes_nothing() -> None:
