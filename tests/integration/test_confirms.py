@@ -12,7 +12,7 @@ from kombu import Connection, Producer, Queue
 
 from core.config import Settings
 from core.task_outbox import Submission
-from tests.stack import rabbitmqctl
+from tests.stack import rabbitmq_vhost, rabbitmqctl
 from workers.confirms import ConfirmingTransport
 from workers.dispatch import Dispatcher
 
@@ -69,15 +69,15 @@ def test_a_message_the_broker_refuses_fails_its_batch_and_the_channel_goes_on(
 
 def test_the_dispatcher_publishes_again_after_the_broker_dropped_its_connection(
         rabbitmq: str) -> None:
-    settings = Settings.from_env({"OPQUEUE_BROKER_URL": rabbitmq,
-                                  "OPQUEUE_QUEUE": f"confirms-{uuid.uuid4().hex[:8]}"})
-    dispatcher = Dispatcher.from_settings(settings)
-    jobs = [Submission("p", uuid.uuid4().hex, "demo.sleep", {"seconds": 0}, 1.0)
-            for _ in range(3)]
-    dispatcher.enqueue_many(jobs[:1])  # connects, declares the queue
-    rabbitmqctl("close_all_connections", "-p", rabbitmq.rsplit("/", 1)[1], "a test drops them")
-    dispatcher.enqueue_many(jobs[1:])  # its pooled connection is dead: a fresh one
-    with Connection(rabbitmq) as connection:
-        queue = Queue(settings.queue)
-        assert depth(connection, queue) == 3
-        queue(connection.default_channel).delete()
+    # A virtual host of the test's own: dropping the session's would cut the other
+    # deployments' connections too.
+    with rabbitmq_vhost() as url:
+        settings = Settings.from_env({"OPQUEUE_BROKER_URL": url})
+        dispatcher = Dispatcher.from_settings(settings)
+        jobs = [Submission("p", uuid.uuid4().hex, "demo.sleep", {"seconds": 0}, 1.0)
+                for _ in range(3)]
+        dispatcher.enqueue_many(jobs[:1])  # connects, declares the queue
+        rabbitmqctl("close_all_connections", "-p", url.rsplit("/", 1)[1], "a test drops them")
+        dispatcher.enqueue_many(jobs[1:])  # its pooled connection is dead: a fresh one
+        with Connection(url) as connection:
+            assert depth(connection, Queue(settings.queue)) == 3
