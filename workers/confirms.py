@@ -9,8 +9,8 @@ socket write and then waits once, until the broker has confirmed them all (it ac
 many with one `basic.ack`, `multiple` set). A message the broker refuses (`basic.nack`), a
 connection lost or a confirm not come within `CONFIRM_TIMEOUT_SECONDS` fails the batch: its
 publisher keeps the outbox entries and publishes them again, a copy published twice being
-harmless.
-Publishes outside a batch (Celery's remote control) keep kombu's one confirm each.
+harmless. Publishes outside a batch (Celery's remote control) keep kombu's one confirm
+each.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 HANDOFF_TIMEOUT_SECONDS = 30.0  # longer than a publish retried once and a confirm timeout
 
 
-@dataclass
+@dataclass(eq=False)  # each handoff is itself: found in a list by identity
 class _Handoff:
     """One request's entries, and how their publishing ended (`done`, `error`)."""
 
@@ -58,6 +58,8 @@ class Publisher:
                 if not self._publishing:
                     self._lead()
                 elif not self._changed.wait(deadline - time.monotonic()):
+                    if mine in self._handed:  # not taken by a leader yet: it never will be
+                        self._handed.remove(mine)
                     raise TimeoutError("the task messages were not published in time")
         if mine.error is not None:
             raise mine.error

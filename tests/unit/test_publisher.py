@@ -107,3 +107,19 @@ def test_a_lone_request_publishes_its_own_batch() -> None:
     relay.gate.set()
     Publisher(relay).publish([entry("alone")])  # type: ignore[arg-type]
     assert relay.batches == [["alone"]]
+
+
+def test_a_request_that_waited_too_long_is_not_published_later(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    relay = GatedRelay()
+    publisher = Publisher(relay)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(publisher.publish, [entry("first")])
+        assert relay.first_started.wait(timeout=30)
+        monkeypatch.setattr("workers.publisher.HANDOFF_TIMEOUT_SECONDS", 0.05)
+        with pytest.raises(TimeoutError):
+            publisher.publish([entry("late")])  # the caller deletes its operation
+        relay.gate.set()
+        first.result(timeout=30)
+    publisher.publish([entry("next")])
+    assert relay.batches == [["first"], ["next"]]
