@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+import kombu
+
 from core.connection import redis_client
 from tests.stack import Stack, eventually
 
@@ -87,6 +89,10 @@ def forget_project(stack: Stack, project: str) -> None:
 
 def purge_queue(stack: Stack) -> None:
     """Drop every message waiting in the stack's job queue (no worker may be running)."""
+    if stack.settings.rabbitmq_broker:
+        with kombu.Connection(stack.settings.effective_broker_url) as connection:
+            kombu.Queue(stack.settings.queue)(connection.default_channel).purge()
+        return
     client = redis_client(stack.redis_url)
     try:
         client.unlink(f"{stack.store().keys.broker_prefix()}{stack.settings.queue}")

@@ -1,5 +1,7 @@
 """Submission and end-to-end throughput again with RabbitMQ as the broker, beside raw Celery
-on the same RabbitMQ, and how long task-outbox entries wait for their broker's confirm.
+on the same RabbitMQ (with Celery's defaults, and for submission also publishing as opqueue
+does: with confirms, to a quorum queue), and how long task-outbox entries wait for their
+broker's confirm.
 
 Each benchmark starts a second deployment next to the bench's: the same Redis as its store,
 a RabbitMQ virtual host of its own (127.0.0.1:5672) as its broker, torn down, virtual host
@@ -15,15 +17,17 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 import requests
+from celery import Celery
+from kombu import Queue
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import environment, throughput
-from bench.report import Row
+from bench import baseline, environment, throughput
+from bench.report import Row, median_row
 from tests.stack import Stack, rabbitmq_unavailable, rabbitmq_vhost
 
 ON_RABBITMQ = ("RabbitMQ broker (opqueue: quorum queue, persistent messages, publisher "
-               "confirms; baseline: raw Celery's defaults on the same virtual host, a classic "
-               "queue without confirms), Redis store; ")
+               "confirms), Redis store; ")
+CELERY_DEFAULTS = "Celery's defaults (a classic queue, no publisher confirms)"
 WAIT_METRIC = "opqueue_task_outbox_wait_seconds"
 
 
@@ -44,28 +48,63 @@ def rabbitmq_deployment(stack: Stack) -> Iterator[Stack]:
 
 
 def _on_rabbitmq(benchmark: Callable[[Stack, bool], list[Row]], stack: Stack,
-                 quick: bool, *, outbox_wait: bool = False) -> list[Row]:
+                 quick: bool) -> list[Row]:
     reason = rabbitmq_unavailable()
     if reason is not None:
         print(f"skipping the RabbitMQ benchmarks: {reason}", file=sys.stderr)
         return []
     with rabbitmq_deployment(stack) as other:
-        rows = [replace(row, figure=row.figure.replace(" (", " on RabbitMQ (", 1),
-                        note=ON_RABBITMQ + row.note.replace("same Redis", "same RabbitMQ"))
-                for row in benchmark(other, quick)]
-        if outbox_wait:
-            rows += outbox_wait_rows(other)
-    return rows
+        return benchmark(other, quick)
+
+
+def _relabelled(rows: list[Row]) -> list[Row]:
+    """Rows of bench/throughput.py, measured on RabbitMQ, saying so."""
+    return [replace(row, figure=row.figure.replace(" (", " on RabbitMQ (", 1),
+                    note=f"{ON_RABBITMQ}baseline: raw Celery with {CELERY_DEFAULTS}; "
+                         + row.note.replace("same Redis", "same RabbitMQ"))
+            for row in rows]
 
 
 def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
-    """`throughput.submit_single` on RabbitMQ, and the outbox wait under that load."""
-    return _on_rabbitmq(throughput.submit_single, stack, quick, outbox_wait=True)
+    """`throughput.submit_single` on RabbitMQ; again beside raw Celery publishing with
+    confirms to a quorum queue; and the outbox wait under that load."""
+    return _on_rabbitmq(_submit_single, stack, quick)
 
 
 def end_to_end(stack: Stack, quick: bool = False) -> list[Row]:
     """`throughput.end_to_end` on RabbitMQ."""
-    return _on_rabbitmq(throughput.end_to_end, stack, quick)
+    return _on_rabbitmq(lambda other, fast: _relabelled(throughput.end_to_end(other, fast)),
+                        stack, quick)
+
+
+def _submit_single(stack: Stack, quick: bool) -> list[Row]:
+    rows = _relabelled(throughput.submit_single(stack, quick))
+    runs, seconds = (2, 1.0) if quick else (5, 3.0)
+    ours: list[float] = []
+    theirs: list[float] = []
+    with confirming_yardstick(stack) as (app, prefix):
+        for _ in range(runs):
+            theirs.append(throughput.apply_async_rate(app, prefix, seconds))
+            ours.append(throughput.submit_load(stack, seconds).rate)
+    return [*rows, median_row(
+        "submit over HTTP, 1 job per call, 32 keep-alive clients on RabbitMQ, beside Celery "
+        "with confirms (jobs/s)", ours, unit="/s", baseline=theirs, higher_is_better=True,
+        note=f"{ON_RABBITMQ}{runs} more runs of {seconds:g} s each side, alternating; "
+             "baseline: `apply_async` of a no-op task in a loop from one process, publishing "
+             "as opqueue does: persistent, to a quorum queue, each publish waiting for its "
+             "confirm (Celery's `confirm_publish`)"),
+        *outbox_wait_rows(stack)]
+
+
+@contextmanager
+def confirming_yardstick(stack: Stack) -> Iterator[tuple[Celery, str]]:
+    """The baseline Celery app publishing with confirms to a quorum queue of its own on
+    `stack`'s RabbitMQ (removed with the virtual host)."""
+    prefix = f"{stack.prefix}:baseline-confirms-{uuid.uuid4().hex[:6]}"
+    app = baseline.baseline_app(stack.settings.effective_broker_url, prefix)
+    app.conf.update(broker_transport_options={"confirm_publish": True}, task_queues=[
+        Queue(prefix, durable=True, queue_arguments={"x-queue-type": "quorum"})])
+    yield app, prefix
 
 
 def outbox_wait_rows(stack: Stack) -> list[Row]:
@@ -81,6 +120,8 @@ def outbox_wait_rows(stack: Stack) -> list[Row]:
     return [Row(figure=f"task outbox: store → broker confirm, {label} (bucket bound)",
                 value=next((le for le, count in buckets if count >= q * total), float("nan")),
                 samples=int(total), target=0.050 if label == "p99" else None,
-                note="every entry of the submit runs above, as the API's "
-                     f"`{WAIT_METRIC}` histogram has it" if label == "p50" else "")
+                note="every entry of the submit runs above (from just before the script "
+                     "that stores it to its confirm), as the API's "
+                     f"`{WAIT_METRIC}` histogram has it (5 ms buckets up to 60 ms)"
+                if label == "p50" else "")
             for label, q in (("p50", 0.5), ("p99", 0.99))]

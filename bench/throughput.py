@@ -71,7 +71,7 @@ def yardstick(stack: Stack, *, results: bool = False, worker: int = 0,
         client.close()
 
 
-def _apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
+def apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
     """Tasks a second one process sends with `apply_async` (nobody consumes them)."""
     task = app.tasks[baseline.TASK]
     task.apply_async()  # connect and declare outside the timing
@@ -104,20 +104,15 @@ def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
             flower(stack.settings.effective_broker_url, prefix,
                    stack.workdir / "flower.log") as flower_base:
         for _ in range(runs):
-            theirs.append(_apply_async_rate(app, prefix, seconds))
+            theirs.append(apply_async_rate(app, prefix, seconds))
             flowers.append(hammer(f"{flower_base}/api/task/async-apply/{baseline.TASK}",
                                   connections=CLIENTS, seconds=seconds, method="POST",
                                   body={}))
             _purge(app, prefix)
-            project = _project()
-            load = hammer(f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:run",
-                          connections=CLIENTS, seconds=seconds, method="POST",
-                          body={"input": {}})
+            load = submit_load(stack, seconds)
             ours.append(load.rate)
             errors += load.errors
             generator = load.generator
-            environment.purge_queue(stack)
-            environment.forget_project(stack, project)
     figure = "submit over HTTP, 1 job per call, 32 keep-alive clients (jobs/s)"
     return [
         median_row(figure, ours, unit="/s", baseline=theirs, target_ratio=0.8,
@@ -136,6 +131,17 @@ def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
     ]
 
 
+def submit_load(stack: Stack, seconds: float) -> Load:
+    """:run of a no-op job from 32 keep-alive clients for `seconds` (nothing consuming), on a
+    project of its own; the queue and the project are emptied again."""
+    project = _project()
+    load = hammer(f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:run",
+                  connections=CLIENTS, seconds=seconds, method="POST", body={"input": {}})
+    environment.purge_queue(stack)
+    environment.forget_project(stack, project)
+    return load
+
+
 def submit_batch(stack: Stack, quick: bool = False) -> list[Row]:
     """:batchRun with 1,000 jobs a call, one client, vs `apply_async` in a loop."""
     runs, calls = (2, 2) if quick else (5, 5)
@@ -146,7 +152,7 @@ def submit_batch(stack: Stack, quick: bool = False) -> list[Row]:
     latencies: list[float] = []
     with yardstick(stack) as (app, prefix), requests.Session() as http:
         for _ in range(runs):
-            theirs.append(_apply_async_rate(app, prefix, 1.0 if quick else 3.0))
+            theirs.append(apply_async_rate(app, prefix, 1.0 if quick else 3.0))
             project = _project()
             url = f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:batchRun"
             _post(http, url, body)  # warm the connection and the route

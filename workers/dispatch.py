@@ -10,6 +10,7 @@ Otherwise (`enqueue_many`) many go out through one producer in one kombu publish
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from core.config import Settings
 from core.task_outbox import Submission
 from workers.celery_app import OpqueueCelery
 from workers.transport import TaskMessage, transport_for
+
+log = logging.getLogger(__name__)
 
 # Celery's own empty "embed" part of a protocol 2 body: no callbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -55,9 +58,21 @@ class Dispatcher:
         return cast(list[TaskMessage], captured)
 
     def enqueue_many(self, submissions: Sequence[Submission]) -> None:
-        """Queue every job, in order, over one broker connection and one publish batch."""
+        """Queue every job, in order, over one broker connection and one publish batch
+        (whose confirms, on RabbitMQ, are awaited once: workers/confirms.py)."""
         if not submissions:
             return
+        try:
+            self._publish_batch(submissions)
+        except Exception as exc:  # whatever the broker's client raises
+            # Mostly a connection the broker dropped since the last publish, which kombu's
+            # own retry cannot replace inside a batch: once more, on a fresh connection (the
+            # pool replaced the failed one). A message sent twice is harmless (the lease).
+            log.info("publishing %d task message(s) failed (%s); trying once more",
+                     len(submissions), type(exc).__name__)
+            self._publish_batch(submissions)
+
+    def _publish_batch(self, submissions: Sequence[Submission]) -> None:
         with self.celery.producer_or_acquire() as producer, \
                 producer.batch(max_size=len(submissions)):
             options = self._options()

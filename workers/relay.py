@@ -21,11 +21,14 @@ if TYPE_CHECKING:  # the supervisor, which the Celery app imports, uses this mod
 
 log = logging.getLogger(__name__)
 
-# How long an entry waited in the outbox before its confirm came, where it was published.
+# How long an entry waited in the outbox before its confirm came, where it was published:
+# from just before the script that stored it (an upper bound) to the confirm. Buckets every
+# 5 ms up to 60 ms tell whether the 99th percentile is within its 50 ms target.
 OUTBOX_WAIT_SECONDS = Histogram(
     "opqueue_task_outbox_wait_seconds",
     "Time from storing an operation to the broker's confirm of its task message",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+    buckets=(0.001, 0.002, 0.005, *(ms / 1000 for ms in range(10, 65, 5)), 0.075, 0.1,
+             0.25, 1.0, 5.0, 30.0),
     registry=None)
 
 
@@ -44,10 +47,15 @@ class Relay:
     def publish(self, entries: list[Entry]) -> None:
         """Publish these entries' messages, then remove the entries; raises (the entries
         left in the outbox) whatever the broker's client raises."""
+        self.send(entries)
+        self.outbox.remove(entries)
+
+    def send(self, entries: list[Entry]) -> None:
+        """Publish these entries' messages, confirmed, leaving the entries in the outbox;
+        raises whatever the broker's client raises."""
         if not entries:
             return
         self.dispatcher.enqueue_many([entry.submission for entry in entries])
-        self.outbox.remove(entries)
         confirmed = now_ms()
         for entry in entries:
             OUTBOX_WAIT_SECONDS.observe(max(0, confirmed - entry.stored_ms) / 1000)

@@ -11,8 +11,9 @@ How a job reaches the broker depends on where the broker is:
   the store's creating script onto its queue, so an operation and its message are written
   in one atomic step (`_store_and_queue`);
 - elsewhere: the same creating step records each job's message in the store's task outbox
-  (core/task_outbox.py), and the messages are published at once, each entry removed after
-  the broker's confirm (workers/relay.py); should the broker refuse them, the new
+  (core/task_outbox.py), and the messages are published at once, together with those of
+  concurrent requests (workers/publisher.py), each entry removed after the broker's confirm
+  (workers/relay.py); should the broker refuse them, the new
   operations are deleted again, then their entries, and the caller is told to retry. A
   process killed in between leaves the entries for a worker's relay to publish
   (`_store_then_publish`).
@@ -35,6 +36,7 @@ from core.store import NewOperation, OperationStore, Push
 from core.task_outbox import Submission, TaskOutbox
 from core.webhooks import WebhookPolicy
 from workers.dispatch import Dispatcher
+from workers.publisher import Publisher
 from workers.relay import Relay, now_ms
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class Submitter:
         self.dispatcher = dispatcher
         self.webhooks = webhooks
         self.relay = Relay(dispatcher, TaskOutbox.of(store, settings))
+        self.publisher = Publisher(self.relay)
 
     def submit(self, project: str, spec: JobSpec, requests: Sequence[RunRequest], *,
                batch: bool = False) -> list[Submitted]:
@@ -143,7 +146,7 @@ class Submitter:
         new = [entry for (entry, _), result in zip(staged, results, strict=True)
                if result.created]
         try:
-            self.relay.publish(new)
+            self.publisher.publish(new)
         except Exception:
             for entry in new:  # first: a message without its operation is harmless
                 self.store.delete(project, entry.submission.operation_id)

@@ -266,7 +266,9 @@ class SentinelPublishingTransport(kombu_redis.SentinelTransport):
 
 def transport_for(settings: Settings, role: str) -> str | None:
     """The import path of our transport for `role` ("Worker" or "Publishing") on the
-    deployment's broker; None for brokers that are not Redis (kombu's own serve them)."""
+    deployment's broker; None where kombu's own serves (RabbitMQ's workers, other brokers)."""
+    if settings.rabbitmq_broker and role == "Publishing":
+        return "workers.confirms:ConfirmingTransport"
     if not settings.redis_broker:
         return None
     sentinel = urlsplit(settings.effective_broker_url).scheme == "sentinel"

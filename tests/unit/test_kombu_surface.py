@@ -1,4 +1,5 @@
-"""Every kombu name workers/transport.py and workers/redelivery.py rely on, as kombu 5.7 has it.
+"""Every kombu name workers/transport.py and workers/redelivery.py rely on, as kombu 5.7 has it,
+and every py-amqp name workers/confirms.py relies on, as py-amqp 5.4 has it.
 
 The transport overrides kombu's Redis channel and uses its private members. A kombu that
 renames or reshapes one of them must fail here, in CI, not in a worker taking messages.
@@ -14,11 +15,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
+import amqp
+import amqp.transport
 import fakeredis
 import kombu
 import pytest
+from kombu.transport import pyamqp, virtual
 from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
 from kombu.utils import encoding
 from kombu.utils import json as kombu_json
 
@@ -42,6 +45,15 @@ SIGNATURES: dict[tuple[Any, str], str] = {
     (virtual.QoS, "append"): "(self, message, delivery_tag)",
     (virtual.Transport, "_deliver"): "(self, message, queue)",
     (encoding, "bytes_to_str"): "(s)",
+    # workers/confirms.py: publishing in confirm mode, confirms read later.
+    (amqp.Channel, "_basic_publish"): "(self, msg, exchange='', routing_key='', "
+                                      "mandatory=False, immediate=False, timeout=None, "
+                                      "confirm_timeout=None, argsig='Bssbb')",
+    (amqp.Channel, "send_method"): "(self, sig, format=None, args=None, content=None, "
+                                   "wait=None, callback=None, returns_tuple=False)",
+    (amqp.Channel, "confirm_select"): "(self, nowait=False)",
+    (amqp.Channel, "wait"): "(self, method, callback=None, timeout=None, returns_tuple=False)",
+    (amqp.transport.TCPTransport, "write"): "(self, s)",  # which calls its `_write(s)`
 }
 # Attributes of a live channel (most are set in its __init__), with their type.
 CHANNEL_ATTRIBUTES: dict[str, type | tuple[type, ...]] = {
@@ -72,6 +84,13 @@ def test_kombu_has_each_method_with_the_signature_we_override_or_call(owner: Any
 def test_kombu_json_takes_a_string_first() -> None:
     for function in (kombu_json.dumps, kombu_json.loads):
         assert next(iter(inspect.signature(function).parameters)) == "s"
+
+
+def test_the_confirming_transport_uses_kombus_amqp_pieces() -> None:
+    assert pyamqp.Transport.Connection is pyamqp.Connection
+    assert issubclass(pyamqp.Connection, amqp.Connection)
+    assert "basic_ack" in inspect.getsource(amqp.Channel._on_basic_ack)  # events we add to
+    assert "_write = self.sock.sendall" in inspect.getsource(amqp.transport.TCPTransport)
 
 
 def test_the_transports_use_kombus_redis_pieces() -> None:
