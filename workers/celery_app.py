@@ -21,6 +21,7 @@ from core.jobs import registry as default_registry
 from core.keyspace import Keys
 from core.record import encode_json
 from core.store import OperationStore, operation_store
+from workers.broker_connection import BrokerAMQP
 from workers.context import OperationContext
 from workers.supervisor import Supervisor
 from workers.transport import transport_for
@@ -78,7 +79,7 @@ class OpqueueCelery(Celery):  # type: ignore[misc]
 
     def __init__(self, settings: Settings, store: OperationStore | None = None) -> None:
         super().__init__("opqueue", task_cls="workers.base:OperationTask",
-                         set_as_current=False)
+                         amqp=BrokerAMQP, set_as_current=False)
         self.settings = settings
         self.conf.update(celery_config(settings))
         self.steps["worker"].add(Supervisor)

@@ -1,5 +1,6 @@
-"""Every kombu name workers/transport.py and workers/redelivery.py rely on, as kombu 5.7 has it,
-and every py-amqp name workers/confirms.py relies on, as py-amqp 5.4 has it.
+"""Every kombu name workers/transport.py, workers/redelivery.py and workers/broker_connection.py
+rely on, as kombu 5.7 has it, and every py-amqp name workers/confirms.py relies on, as
+py-amqp 5.4 has it.
 
 The transport overrides kombu's Redis channel and uses its private members. A kombu that
 renames or reshapes one of them must fail here, in CI, not in a worker taking messages.
@@ -20,6 +21,7 @@ import amqp.transport
 import fakeredis
 import kombu
 import pytest
+from kombu.connection import ConnectionPool, PooledConnection
 from kombu.transport import pyamqp, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils import encoding
@@ -54,6 +56,12 @@ SIGNATURES: dict[tuple[Any, str], str] = {
     (amqp.Channel, "confirm_select"): "(self, nowait=False)",
     (amqp.Channel, "wait"): "(self, method, callback=None, timeout=None, returns_tuple=False)",
     (amqp.transport.TCPTransport, "write"): "(self, s)",  # which calls its `_write(s)`
+    (kombu.Connection, "switch"): "(self, conn_str)",
+    (kombu.Connection, "maybe_switch_next"): "(self)",
+    (kombu.Connection, "Pool"): "(self, limit=None, **kwargs)",
+    (kombu.Connection, "_info"): "(self, resolve=True)",
+    (ConnectionPool, "new"): "(self)",
+    (PooledConnection, "__init__"): "(self, pool, **kwargs)",
 }
 # Attributes of a live channel (most are set in its __init__), with their type.
 CHANNEL_ATTRIBUTES: dict[str, type | tuple[type, ...]] = {
@@ -116,6 +124,12 @@ def channel() -> Iterator[Any]:
 def test_a_channel_has_each_attribute_we_read_or_set(channel: Any, name: str) -> None:
     assert hasattr(channel, name), f"kombu's channel no longer has {name}"
     assert isinstance(getattr(channel, name), CHANNEL_ATTRIBUTES[name])
+
+
+def test_a_connection_names_its_transport_in_transport_cls() -> None:
+    connection = kombu.Connection("redis://127.0.0.1:1/0", transport=WorkerTransport)
+    assert connection.transport_cls is WorkerTransport
+    assert issubclass(PooledConnection, kombu.Connection)
 
 
 def test_a_channel_cycles_queues_and_pools_as_we_call_them(channel: Any) -> None:

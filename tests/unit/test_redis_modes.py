@@ -9,6 +9,7 @@ from redis.sentinel import SentinelConnectionPool
 
 from core.config import Settings
 from core.connection import sentinel_address, store_client
+from workers.celery_app import OpqueueCelery
 from workers.transport import Channel, PublishingChannel, transport_for
 
 SENTINEL_ENV = {"OPQUEUE_REDIS_MODE": "sentinel", "OPQUEUE_SENTINELS": "10.0.0.5:26379,s2:26380",
@@ -73,3 +74,17 @@ def test_a_sentinel_mode_client_asks_the_sentinels_for_the_primary() -> None:
 def test_a_sentinel_address_must_be_host_and_port(entry: str) -> None:
     with pytest.raises(ValueError, match="is not host:port"):
         sentinel_address(entry)
+
+
+@pytest.mark.parametrize("role", ["Worker", "Publishing"])
+def test_a_broker_connection_keeps_our_transport_when_kombu_moves_to_the_next_sentinel(
+        role: str) -> None:
+    settings = Settings.from_env(SENTINEL_ENV)
+    celery = OpqueueCelery(settings)
+    celery.conf.broker_transport = transport_for(settings, role)
+    for connection in (celery.connection_for_read(), celery.pool.acquire()):
+        connection.maybe_switch_next()  # what kombu does when it cannot connect
+        assert (connection.hostname, connection.port) == ("s2", 26380)
+        assert connection.transport_cls == transport_for(settings, role)
+        connection.release()
+    celery.close()
