@@ -34,3 +34,11 @@ def spin(context: JobContext, seconds: float) -> dict[str, Any]:
             calls += 1
             context.progress(50, "spinning", calls=calls, at=time.time())
     return {"calls": calls, "seconds": time.perf_counter() - start}
+
+
+@job("bench.step", input_schema=Nothing, timeout=60)
+def step(context: JobContext) -> dict[str, Any]:
+    """Reports progress once, then returns: one job step of each kind, what
+    bench/commands.py counts the Redis commands of."""
+    context.progress(50, "halfway", step=1)
+    return {"steps": 1}

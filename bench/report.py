@@ -1,8 +1,9 @@
 """What a benchmark returns (rows of figures) and how the rows become one Markdown table.
 
 Durations are kept in seconds everywhere and converted to the row's unit only when shown;
-rates are per second ("/s") and sizes in bytes ("B"). A target is either a bound on the
-value itself or, for figures judged against a baseline, a bound on value / baseline.
+rates are per second ("/s"), sizes in bytes ("B"), and counts have no unit (""). A target
+is either a bound on the value itself or, for figures judged against a baseline, a bound
+on value / baseline.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-UNITS = {"ms": 1000.0, "s": 1.0, "/s": 1.0, "B": 1.0}
+UNITS = {"ms": 1000.0, "s": 1.0, "/s": 1.0, "B": 1.0, "": 1.0}
 PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("max", 100.0))
 
 
@@ -88,11 +89,11 @@ def _number(value: float, unit: str) -> str:
     scaled = value * UNITS[unit]
     if unit in ("/s", "B"):
         return f"{scaled:,.0f}"
-    return f"{scaled:.1f}" if unit == "ms" else f"{scaled:.2f}"
+    return f"{scaled:.1f}" if unit in ("ms", "") else f"{scaled:.2f}"
 
 
 def _amount(value: float, unit: str) -> str:
-    return _number(value, unit) + ("/s" if unit == "/s" else f" {unit}")
+    return _number(value, unit) + ("/s" if unit == "/s" else f" {unit}" if unit else "")
 
 
 def _with_spread(value: float, spread: tuple[float, float] | None, unit: str) -> str:

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo's packages importable
 
 from bench import (  # noqa: E402
+    commands,
     environment,
     grpc_calls,
     listing,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "list": listing.list_operations,
     "end-to-end": throughput.end_to_end,
     "memory": memory.memory_per_operation,
+    "commands": commands.redis_commands,
     "progress": progress.progress_rate,
     "wait-wakeup": wait_cancel.wakeup_latency,
     "cancel": wait_cancel.cancel_latency,

@@ -1,6 +1,7 @@
 """Soak test (issue #5): thousands of jobs while worker, node and API processes are SIGKILLed.
 
     .venv/bin/python bench/soak.py [--jobs 2000] [--seed N] [--kill-every 2.0] [--broker URL]
+                                   [--redis-mode cluster] [--primary-kills N]
 
 A private deployment on 127.0.0.1 (API, three worker nodes x 2 pool processes, 3 s leases)
 runs a mix of `demo.sleep` and `demo.primes` jobs submitted by client threads, each with its
@@ -15,8 +16,14 @@ it disturbs everything else on that RabbitMQ). Then every operation must be
 done: none lost (404), none stuck, none with two terminal states (two published, an
 outcome not matching its state, a change once done), no job run twice at once. Prints a
 table; exits 1 on any of those. Not in `make test`.
-Runs are seen without touching the jobs: the workers also load this module as a job module,
-whose Celery task_prerun/task_postrun handlers record each run's pid and span in Redis.
+Runs are seen without touching the jobs: the workers also load bench/soak_runs.py as a job
+module, whose Celery signal handlers record each run's pid and span in the store.
+
+With `--redis-mode cluster` the store is a Redis Cluster of three primaries, each with a
+replica (tests/redis_deployments.py), the broker a Redis of its own (or `--broker`);
+`--redis-mode sentinel` is a primary with two replicas behind three sentinels. On either,
+`--primary-kills` times (default once, halfway through the submissions) the chaos SIGKILLs
+the primary holding the soak's project and waits for its replica's promotion.
 """
 
 from __future__ import annotations
@@ -39,27 +46,30 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 import redis
 import requests
-from celery import signals
+from redis.exceptions import RedisClusterException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
+from bench.soak_runs import runs_key
 from core.codes import Code
-from core.config import Settings
 from core.connection import redis_client
 from core.keyspace import Keys
 from core.operation import Operation
 from core.states import TERMINAL
-
-if TYPE_CHECKING:
-    from tests.stack import Stack
+from tests.stack import (
+    TOPOLOGIES,
+    Stack,
+    drop_broker_connections,
+    rabbitmqctl,
+    running_stack,
+)
 
 PROJECT, NODES, CONCURRENCY, CLIENTS, WAITERS = "soak", 3, 2, 4, 16
 BACKLOG = 60  # accepted, not yet done: submission keeps pace, so the chaos hits running jobs
@@ -68,36 +78,13 @@ WEB_KILLS = 0.1  # the share of the chaos's kills that hit an API process
 BROKER_DROPS = 8  # with RabbitMQ, every this many chaos events one drops its connections
 STACK_ENV = {"OPQUEUE_LEASE_SECONDS": "3", "OPQUEUE_SUPERVISE_INTERVAL_SECONDS": "0.25",
              "OPQUEUE_MAX_REDELIVERIES": "10",
-             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak"}
+             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.soak_runs"}
 Seen = dict[str, dict[str, Any] | None]  # name → the operation as the API showed it; None: 404
-_open_runs: dict[str, str] = {}  # in a pool process: task id → `pid:start` of its run
 
 
-@cache
-def _runs_redis(pid: int) -> redis.Redis:  # keyed by pid: a client of its own after the fork
-    return redis_client(Settings.from_env().redis_url)
-
-
-def runs_key(prefix: str, name: str) -> str:
-    """Hash of an operation's runs, `pid:start` → end (empty: the run never finished)."""
-    return f"{prefix}:soak-runs:{name.rsplit('/', 1)[-1]}"
-
-
-def _run_starts(task_id: str, **_: Any) -> None:
-    _open_runs[task_id] = run = f"{os.getpid()}:{time.time():.6f}"
-    _runs_redis(os.getpid()).hset(runs_key(Settings.from_env().key_prefix, task_id), run, "")
-
-
-def _run_ends(task_id: str, state: str, **_: Any) -> None:
-    run, key = _open_runs.pop(task_id, ""), runs_key(Settings.from_env().key_prefix, task_id)
-    if run and state == "IGNORED":  # a skipped delivery: the job did not run
-        _runs_redis(os.getpid()).hdel(key, run)
-    elif run:
-        _runs_redis(os.getpid()).hset(key, run, f"{time.time():.6f}")
-
-
-signals.task_prerun.connect(_run_starts)  # in every process that imports this module; they
-signals.task_postrun.connect(_run_ends)  # fire only where tasks run, in the pool processes
+def log(note: str) -> None:
+    """A line of the run's log, with the time."""
+    print(f"{datetime.now():%H:%M:%S.%f} {note}", file=sys.stderr)
 
 
 def random_job(rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -111,9 +98,12 @@ class Soak:
     """One soak run's threads and what they saw; every loop ends by `deadline` (monotonic)."""
 
     def __init__(self, stack: Stack, rng: random.Random, deadline: float, *, jobs: int,
-                 restart_broker: bool = False) -> None:
+                 restart_broker: bool = False, primary_kills: int = 0) -> None:
         self.stack, self.rng, self.deadline, self.jobs = stack, rng, deadline, jobs
         self.restart_broker = restart_broker  # once, halfway through the submissions
+        # After how many accepted submissions each SIGKILL of the store's primary comes.
+        self.primary_kills = [jobs * (n + 1) // (primary_kills + 1) for n in range(primary_kills)]
+        self.subscribed = threading.Event()
         self.lock, self.stop, self.calm = threading.Lock(), threading.Event(), threading.Event()
         self.counts: Counter[str] = Counter()
         self.names: list[str] = []  # accepted operations
@@ -130,7 +120,7 @@ class Soak:
         with self.lock:
             self.counts[what] += 1
         if note:
-            print(f"{datetime.now():%H:%M:%S.%f} {note}", file=sys.stderr)
+            log(note)
 
     def submit(self, jobs: list[tuple[str, dict[str, Any]]]) -> None:
         """Submit `jobs`; after a 503 or a connection error, send the same body again."""
@@ -157,26 +147,44 @@ class Soak:
             elif answer is not None:
                 print(f"rejected {job} {job_input}: {answer.text}", file=sys.stderr)
 
-    def listen(self, pubsub: Any) -> None:
-        """Count the terminal changes the store publishes, per operation."""
+    def listen(self) -> None:
+        """Count the terminal changes the store publishes about the soak's project, per
+        operation; after losing the store (a failover), subscribe again: what was published
+        meanwhile is missed, which only the listener check row shows."""
+        store, sharded = self.stack.store(), self.stack.settings.redis_mode == "cluster"
+        channel = store.keys.changes(PROJECT)
         while not self.stop.is_set():
-            message = pubsub.get_message(timeout=0.5)
-            if message and message["type"] == "message" and \
-                    (change := json.loads(message["data"]))["state"] in TERMINAL:
-                with self.lock:
-                    self.terminal[change["name"]] += 1
-                    self.last_done = time.monotonic()
+            pubsub: Any = store.redis.pubsub()
+            try:
+                (pubsub.ssubscribe if sharded else pubsub.subscribe)(channel)
+                while not self.stop.is_set():
+                    message = (pubsub.get_sharded_message(timeout=0.5) if sharded
+                               else pubsub.get_message(timeout=0.5))
+                    if message and message["type"] in ("subscribe", "ssubscribe"):
+                        self.subscribed.set()
+                    elif message and message["type"] in ("message", "smessage") and \
+                            (change := json.loads(message["data"]))["state"] in TERMINAL:
+                        with self.lock:
+                            self.terminal[change["name"]] += 1
+                            self.last_done = time.monotonic()
+            except (redis.RedisError, RedisClusterException) as exc:
+                self.count("listener reconnects", f"change listener lost the store ({exc})")
+                time.sleep(0.5)
+            finally:
+                pubsub.close()
 
     def chaos(self, every: float) -> None:
         """Every `every` s (jittered) SIGKILL a random pool process, or a node and replace it,
         or now and then an API process (gunicorn starts another; clients resubmit)."""
-        from tests.stack import drop_broker_connections, rabbitmqctl  # see `main`
-
         fresh = itertools.count(NODES + 1)
         rabbitmq = self.stack.settings.rabbitmq_broker
         for event in itertools.count(1):
             if self.calm.wait(every * self.rng.uniform(0.5, 1.5)):
                 return
+            if self.primary_kills and len(self.names) >= self.primary_kills[0]:
+                self.primary_kills.pop(0)
+                self.kill_primary()
+                continue
             if rabbitmq and self.restart_broker and len(self.names) * 2 >= self.jobs:
                 self.restart_broker = False
                 rabbitmqctl("stop_app")
@@ -206,6 +214,15 @@ class Soak:
                     self.count("pool-process kills", f"SIGKILL {node} pool {victim.pid}")
             except psutil.Error:
                 continue
+
+    def kill_primary(self) -> None:
+        """SIGKILL the store's primary serving the soak's project; wait for its replica's
+        promotion (and the killed node's return as a replica)."""
+        deployment, began = self.stack.replicated, time.monotonic()
+        assert deployment is not None, "a primary to kill needs a replicated store"
+        log("SIGKILL the store's primary of the soak's project")
+        deployment.kill_primary(self.stack.store().keys.index(PROJECT))
+        self.count("primary kills", f"a replica took over in {time.monotonic() - began:.1f} s")
 
     def kill_web_process(self) -> None:
         """SIGKILL one of gunicorn's worker processes, whatever request it is serving."""
@@ -291,11 +308,13 @@ def diagnose(stack: Stack, names: list[str]) -> None:
     """For a few bad operations: the stored hash, its runs, where its broker message is
     (queued, or unacknowledged since when), and every log line naming it."""
     client, broker = stack.store().redis, f"{stack.prefix}:broker:"
-    unacked, queued = client.hgetall(f"{broker}unacked"), client.lrange(broker + stack.prefix,
-                                                                        0, -1)
+    messages = redis_client(stack.settings.effective_broker_url) \
+        if stack.settings.redis_broker else None  # RabbitMQ's are not looked at
+    unacked = messages.hgetall(f"{broker}unacked") if messages else {}
+    queued = messages.lrange(broker + stack.prefix, 0, -1) if messages else []
     for name in names[:5]:
         operation_id = name.rsplit("/", 1)[-1]
-        held = [client.zscore(f"{broker}unacked_index", tag) or 0.0
+        held = [(messages.zscore(f"{broker}unacked_index", tag) if messages else 0.0) or 0.0
                 for tag, message in unacked.items() if operation_id in message]
         where = ", ".join([f"unacked since {datetime.fromtimestamp(t):%H:%M:%S.%f}" for t in held]
                           + ["queued"] * sum(operation_id in m for m in queued)) or "gone"
@@ -308,22 +327,21 @@ def diagnose(stack: Stack, names: list[str]) -> None:
 
 
 def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
-         restart_broker: bool = False) -> int:
+         restart_broker: bool = False, primary_kills: int = 0) -> int:
     """Run the soak on a started stack and print its table; how many things went wrong."""
     started, load = time.monotonic(), os.getloadavg()[0]
     run = Soak(stack, random.Random(seed), started + jobs * 0.1 + 120, jobs=jobs,
-               restart_broker=restart_broker)
-    listening = stack.store()  # kept: dropping a client disconnects its pool, pub/sub included
-    pubsub = listening.redis.pubsub()
-    pubsub.subscribe(listening.keys.changes(PROJECT))
-    pubsub.get_message(timeout=5)  # subscribed before the first job
+               restart_broker=restart_broker, primary_kills=primary_kills)
     work = [random_job(run.rng) for _ in range(jobs)]
     clients = [threading.Thread(target=run.submit, args=(work[n::CLIENTS],), daemon=True)
                for n in range(CLIENTS)]
     chaos = threading.Thread(target=run.chaos, args=(kill_every,), daemon=True)
-    listener = threading.Thread(target=run.listen, args=(pubsub,), daemon=True)
+    listener = threading.Thread(target=run.listen, daemon=True)
     try:
-        for thread in [listener, chaos, *clients]:
+        listener.start()
+        if not run.subscribed.wait(10):  # subscribed before the first job
+            raise RuntimeError("could not subscribe to the soak project's changes")
+        for thread in [chaos, *clients]:
             thread.start()
         while alive := [client for client in clients if client.is_alive()]:
             alive[0].join(timeout=5)
@@ -352,13 +370,12 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
     double, (overlapping, runs) = double_terminal(run, seen, final), run.overlapping_runs()
     run.stop.set()
     listener.join(timeout=5)  # before the stack, and the Redis it reads, is torn down
-    pubsub.close()
     states = Counter(op["metadata"]["state"] for op in done)
     codes = Counter(Code(op["error"]["code"]).name for op in done if "error" in op)
     attempts = Counter(op["metadata"].get("attempt", 0) for op in done)
     extra, unpublished = (int(store.redis.zcard(store.keys.index(PROJECT)))
                           - len(run.names), int(store.redis.zcard(store.keys.task_outbox(PROJECT))))
-    elapsed = run.last_done - started
+    elapsed = max(run.last_done - started, 1e-3)
     rows = [
         ("jobs asked / accepted", f"{jobs} / {len(run.names)}"),
         ("succeeded / failed (by code) / cancelled",
@@ -378,6 +395,9 @@ def soak(stack: Stack, jobs: int, seed: int, kill_every: float, *,
         ("broker: " + stack.settings.effective_broker_url.split("://")[0]
          + "; connection drops / restarts",
          f"{run.counts['broker connection drops']} / {run.counts['broker restarts']}"),
+        (f"store: {stack.settings.redis_mode}; primary kills (each replica promoted) / "
+         "listener reconnects",
+         f"{run.counts['primary kills']} / {run.counts['listener reconnects']}"),
         ("task outbox entries left unpublished", unpublished),
         ("workers idle at the end", "yes" if idle else "**no**"),
         ("wall time first submit → last done; throughput",
@@ -406,10 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-broker", action="store_true",
                         help="with RabbitMQ: restart it once, halfway (disturbs its other "
                              "users)")
+    parser.add_argument("--redis-mode", choices=TOPOLOGIES, default="standalone",
+                        help="the store: one Redis (default), a primary with replicas "
+                             "behind sentinels, or a cluster of three shards (its broker "
+                             "then a Redis of its own, unless --broker)")
+    parser.add_argument("--primary-kills", type=int, default=None,
+                        help="SIGKILLs of the store's primary, spread over the submissions "
+                             "(default: 1 with sentinel or cluster, else 0)")
     args = parser.parse_args(argv)
-    # Imported here: the stack's API and workers import this module too, and must start fast.
-    from bench.run import LOOPBACK, check_local_redis
-    from tests.stack import running_stack
+    from bench.run import LOOPBACK, check_local_redis  # it imports every benchmark
 
     check_local_redis()
     if args.broker and urlsplit(args.broker).hostname not in LOOPBACK:
@@ -422,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             for attempt in range(1, 4):
                 try:
                     stack = cleanup.enter_context(running_stack(
-                        workdir, (), **STACK_ENV, **broker))
+                        workdir, (), args.redis_mode, **STACK_ENV, **broker))
                     break
                 except requests.Timeout:  # the stack's probe allows 2 s for the first answer
                     if attempt == 3:
@@ -430,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
                     print("the API answered its first readiness probe late; again", file=sys.stderr)
             for n in range(1, NODES + 1):
                 stack.start_worker(f"node{n}", CONCURRENCY)
+            kills = (args.redis_mode != "standalone") if args.primary_kills is None \
+                else args.primary_kills
             return 1 if soak(stack, args.jobs, seed, args.kill_every,
-                             restart_broker=args.restart_broker) else 0
+                             restart_broker=args.restart_broker, primary_kills=kills) else 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
