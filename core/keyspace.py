@@ -3,7 +3,7 @@
 Every key about one project carries the project as its hash tag (`PREFIX:{PROJECT}:...`), so
 on a Redis Cluster all of them live on one shard and each script stays atomic there. What
 sweepers, relays and metrics readers need across projects is kept per project too (its
-expiry and lease sets, outboxes, counters) and found through the registry of projects.
+lease set, outboxes, counters) and found through the registry of projects.
 The same layout serves a single Redis, so every mode runs one code path.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 # The version of this layout, kept in the store (`Keys.layout`): a store written in another
 # is refused at startup rather than misread (core/layout.py).
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Keys:
         """String mapping a client's `requestId` to the operation it created."""
         return f"{self._project(project)}:req:{request_id}"
 
-    def expiry(self, project: str) -> str:
-        """Sorted set of `project/id` members of a project's done operations, scored by
-        expiry time."""
-        return f"{self._project(project)}:expiry"
+    def reaped(self, project: str) -> str:
+        """Where the reaper stopped in a project's index (a create time), so that the
+        operations at its old end that are still there do not hold it up (core/lua/reap.lua)."""
+        return f"{self._project(project)}:reaped"
 
     def leases(self, project: str) -> str:
         """Sorted set of `project/id` members of a project's running operations, scored by

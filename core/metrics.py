@@ -7,9 +7,11 @@ projects where they are read; its fields are `kind|job|label`:
 - `created|JOB|`            operations created
 - `finished|JOB|STATE`      operations that ended in STATE
 - `active|JOB|STATE`        operations now PENDING, RUNNING or CANCELLING
-- `run|JOB|LE`, `wait|JOB|LE`  cumulative histogram buckets (seconds) of run time (start
-                            to end of the last attempt) and queue wait (create to start),
-                            with `LE` = `sum` and `count` for their sums and counts
+- `run|JOB|LE`, `wait|JOB|LE`  histogram buckets (seconds) of run time (start to end of
+                            the last attempt) and queue wait (create to start), each
+                            counting the observations of its own bucket only (one command
+                            per observation; `read` adds them up), with `LE` = `sum` for
+                            their sums
 """
 
 from __future__ import annotations
@@ -72,11 +74,20 @@ def read(client: redis.Redis, keys: Keys) -> OperationMetrics:
             histogram = (metrics.run if kind == "run" else metrics.wait)[job]
             if label == "sum":
                 histogram.sum = number
-            elif label == "count":
-                histogram.count = number
             else:
                 histogram.buckets[label] = number
+    for histogram in (*metrics.run.values(), *metrics.wait.values()):
+        _cumulate(histogram)
     return metrics
+
+
+def _cumulate(histogram: Histogram) -> None:
+    """Turn the per-bucket counts the scripts keep into cumulative buckets and a count."""
+    total = 0.0
+    for label in bucket_labels():
+        total += histogram.buckets.get(label, 0.0)
+        histogram.buckets[label] = total
+    histogram.count = total
 
 
 def bucket_labels() -> list[str]:

@@ -116,6 +116,7 @@ class OperationStore:
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
         self._delete = register_lua(client, "core", "delete.lua")
+        self._reap = register_lua(client, "core", "reap.lua")
 
     def create(
         self,
@@ -229,7 +230,6 @@ class OperationStore:
             "terminal": _TERMINAL_FLAGS,
             "leased": _LEASED_FLAGS,
             "now": str(now),
-            "expires_at": now // 1_000_000 + self.retention_seconds,
             "retention": self.retention_seconds,
             "member": f"{project}/{operation_id}",
             "project": project,
@@ -241,13 +241,14 @@ class OperationStore:
             "incr": list(increment),
             "decr": list(decrement),
             "fields": {name: str(value) for name, value in (fields or {}).items()},
+            "implied": record.IMPLIED,
         }
         if take_lease is not None:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
         before, after, attempt = self._write(
             self._transition,
-            [self.keys.operation(project, operation_id), self.keys.expiry(project),
-             self.keys.leases(project), self.keys.queued(project), self.keys.events(project),
+            [self.keys.operation(project, operation_id), self.keys.leases(project),
+             self.keys.queued(project), self.keys.events(project),
              self.keys.outbox(project), self.keys.metrics(project)],
             [json.dumps(args)],
         )
@@ -260,7 +261,7 @@ class OperationStore:
         existed = self._write(
             self._delete,
             [self.keys.operation(project, operation_id), self.keys.index(project),
-             self.keys.expiry(project), self.keys.leases(project), self.keys.queued(project),
+             self.keys.leases(project), self.keys.queued(project),
              self.keys.events(project), self.keys.metrics(project)],
             [project, operation_id, member, self.keys.request(project, ""),
              operation_name(project, operation_id), self.keys.changes(project),
@@ -335,21 +336,13 @@ class OperationStore:
                 for i, raw in zip(operation_ids, hashes, strict=True) if raw}
 
     def reap_expired(self, limit: int = 100) -> int:
-        """Remove up to `limit` expired operations of each project from its listing index."""
-        now = now_micros() // 1_000_000
-        reaped = 0
-        for project in self.projects.due(self.keys.expiry, now):
-            members = cast(list[str], self.redis.zrangebyscore(
-                self.keys.expiry(project), "-inf", now, start=0, num=limit))
-            if not members:
-                continue
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.keys.index(project),
-                          *(member.partition("/")[2] for member in members))
-                pipe.zrem(self.keys.expiry(project), *members)
-                pipe.execute()
-            reaped += len(members)
-        return reaped
+        """Drop from each project's index up to `limit` operations whose hash has expired,
+        examining at most `limit` of its entries old enough to have (one script each)."""
+        horizon = now_micros() - self.retention_seconds * 1_000_000
+        return sum(int(self._reap(
+            keys=[self.keys.index(project), self.keys.reaped(project)],
+            args=[horizon, limit, self.keys.operation(project, "")]))
+            for project in self.projects.all())
 
     def shared_secret(self) -> bytes:
         """A random 32-byte key shared by every process of this deployment, made on first use."""
@@ -395,9 +388,14 @@ class OperationStore:
 
     def changes_after(self, project: str, after: str,
                       count: int = 100) -> list[tuple[str, dict[str, str]]]:
-        """Up to `count` entries of a project's change stream newer than entry `after`."""
-        return cast(list[tuple[str, dict[str, str]]],
-                    self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
+        """Up to `count` entries of a project's change stream newer than entry `after`, each
+        with the `name` of its operation, its `event` and the `state` it left."""
+        entries = cast(list[tuple[str, dict[str, str]]],
+                       self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
+        # Stored with the operation id alone: the project is the stream's own.
+        return [(entry, {"name": operation_name(project, change["id"]),
+                         "event": change["event"], "state": change["state"]})
+                for entry, change in entries]
 
     def cancellations(self, refs: list[tuple[str, str]]) -> list[tuple[State | None, int | None]]:
         """For (project, id) pairs: each one's state and when its cancellation was asked for."""

@@ -67,7 +67,7 @@ for _, op in ipairs(ops) do
     redis.call('ZADD', KEYS[1], stamp, op.id)
     if op.request then redis.call('SET', op.request, op.id, 'EX', ARGV[2]) end
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-               'name', op.name, 'event', 'create', 'state', 'PENDING', 'time', stamp)
+               'id', op.id, 'event', 'create', 'state', 'PENDING')
     redis.call(ARGV[8], ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
                                                  event = 'create', state = 'PENDING'}))
     if op.due ~= '' then

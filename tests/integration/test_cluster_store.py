@@ -58,7 +58,8 @@ def test_sweeps_and_counters_reach_the_projects_of_every_shard(
         running.append((project, operation.id))
         done, _ = store.create(project, str(uuid.uuid4()), "demo.sleep")
         store.apply(project, done.id, Event.REQUEST_CANCEL)
-        store.redis.zadd(store.keys.expiry(project), {f"{project}/{done.id}": 0})  # due
+        store.redis.delete(store.keys.operation(project, done.id))  # expired, created
+        store.redis.zadd(store.keys.index(project), {done.id: 1})  # long enough ago
     assert sorted(store.expired_leases(limit=100)) == sorted(running)
     assert store.reap_expired() == len(PROJECTS)
     assert store.renew_leases(running, 60) == len(PROJECTS)
