@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.stored_ids import stored_id
+
 # The version of this layout, kept in the store (`Keys.layout`): a store written in another
 # is refused at startup rather than misread (core/layout.py).
 LAYOUT_VERSION = "3"
@@ -27,11 +29,12 @@ class Keys:
         return f"{self.prefix}:{{{project}}}"
 
     def operation(self, project: str, operation_id: str) -> str:
-        """Hash holding one operation's fields."""
-        return f"{self._project(project)}:op:{operation_id}"
+        """Hash holding one operation's fields (named by the id's stored form)."""
+        return f"{self._project(project)}:op:{stored_id(operation_id)}"
 
     def index(self, project: str) -> str:
-        """Sorted set of a project's operation ids, scored by create time in microseconds."""
+        """Sorted set of a project's operation ids (stored form: core/stored_ids.py), scored
+        by create time in microseconds."""
         return f"{self._project(project)}:idx"
 
     def request(self, project: str, request_id: str) -> str:

@@ -31,6 +31,7 @@ from core.operation import Operation
 from core.projects import Projects
 from core.replication import Replication, replicated_write
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
+from core.stored_ids import stored_id, wire_id
 from core.timestamps import now_micros
 
 # How many index entries a filtered listing examines per round trip.
@@ -159,8 +160,7 @@ class OperationStore:
                      if item.request_id else hash_key,
                      item.message.key if item.message else hash_key]
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
-            args += [item.id, operation_name(project, item.id),
-                     "1" if item.request_id else "0",
+            args += [item.id, stored_id(item.id), "1" if item.request_id else "0",
                      item.message.payload if item.message else "",
                      "" if item.message is None or item.message.score is None
                      else item.message.score, len(fields)]
@@ -234,6 +234,7 @@ class OperationStore:
             "member": f"{project}/{operation_id}",
             "project": project,
             "id": operation_id,
+            "stored": stored_id(operation_id),
             "stream_max": self.event_stream_max_length,
             "channel": self.keys.changes(project),
             "publish": self.publish,
@@ -263,7 +264,7 @@ class OperationStore:
             [self.keys.operation(project, operation_id), self.keys.index(project),
              self.keys.leases(project), self.keys.queued(project),
              self.keys.events(project), self.keys.metrics(project)],
-            [project, operation_id, member, self.keys.request(project, ""),
+            [project, stored_id(operation_id), member, self.keys.request(project, ""),
              operation_name(project, operation_id), self.keys.changes(project),
              self.event_stream_max_length, now_micros(), self.retention_seconds, self.publish,
              *_TERMINAL_FLAGS])
@@ -307,9 +308,10 @@ class OperationStore:
         examined, last = 0, before
         while len(found) < page_size and examined < scan_limit:
             upper = "+inf" if last is None else f"({last}"
-            ids = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
-                index, upper, lower, start=0, num=min(chunk, scan_limit - examined),
-                withscores=True))
+            ids = [(wire_id(stored), score) for stored, score in cast(
+                list[tuple[str, float]], self.redis.zrevrangebyscore(
+                    index, upper, lower, start=0, num=min(chunk, scan_limit - examined),
+                    withscores=True))]
             if not ids:
                 return Page(found, None)
             loaded = self._load(project, [operation_id for operation_id, _ in ids])
@@ -331,7 +333,7 @@ class OperationStore:
             hashes = cast(list[dict[str, str]], pipe.execute())
         vanished = [i for i, raw in zip(operation_ids, hashes, strict=True) if not raw]
         if vanished:  # expired since the last reap
-            self.redis.zrem(self.keys.index(project), *vanished)
+            self.redis.zrem(self.keys.index(project), *map(stored_id, vanished))
         return {i: record.decode(project, i, raw)
                 for i, raw in zip(operation_ids, hashes, strict=True) if raw}
 
@@ -393,7 +395,7 @@ class OperationStore:
         entries = cast(list[tuple[str, dict[str, str]]],
                        self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
         # Stored with the operation id alone: the project is the stream's own.
-        return [(entry, {"name": operation_name(project, change["id"]),
+        return [(entry, {"name": operation_name(project, wire_id(change["id"])),
                          "event": change["event"], "state": change["state"]})
                 for entry, change in entries]
 

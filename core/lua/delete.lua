@@ -2,7 +2,7 @@
 -- place in the project's count of not-done operations; record and announce it.
 -- KEYS[1] operation hash   KEYS[2] project index   KEYS[3] lease set
 -- KEYS[4] not-done counts  KEYS[5] the project's change stream   KEYS[6] metrics hash
--- ARGV[1] project   ARGV[2] operation id   ARGV[3] 'project/id'   ARGV[4] request key prefix
+-- ARGV[1] project   ARGV[2] operation id, stored form (core/stored_ids.py)   ARGV[3] 'project/id'   ARGV[4] request key prefix
 -- ARGV[5] operation name   ARGV[6] the project's changes channel   ARGV[7] stream length bound   ARGV[8] now (µs)
 -- ARGV[9] retention (s)    ARGV[10] PUBLISH, or SPUBLISH on a cluster
 -- ARGV[11..] terminal state names

@@ -8,6 +8,7 @@ import redis.retry
 from core import names, record
 from core.states import TERMINAL, Event, State
 from core.store import NewOperation, OperationStore, Push
+from core.stored_ids import stored_id
 from core.timestamps import now_micros
 
 
@@ -191,12 +192,12 @@ def test_listing_skips_and_unindexes_operations_that_expired(store: OperationSto
     store.redis.delete(store.keys.operation("demo", gone))
     page = store.list_page("demo", 10)
     assert [op.id for op in page.operations] == [kept]
-    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [kept]
+    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [stored_id(kept)]
 
 
 def _expired(store: OperationStore, operation_id: str, created: int) -> None:
     """Make an operation look created at `created` (µs) and, if it is done, expired."""
-    store.redis.zadd(store.keys.index("demo"), {operation_id: created})
+    store.redis.zadd(store.keys.index("demo"), {stored_id(operation_id): created})
     if store.state("demo", operation_id) in TERMINAL:
         store.redis.delete(store.keys.operation("demo", operation_id))
 
@@ -227,7 +228,7 @@ def test_the_reaper_passes_over_operations_that_live_long_at_the_old_end(
     store.apply("demo", running[0], Event.REQUEST_CANCEL)
     _expired(store, running[0], 1)
     assert store.reap_expired(limit=2) == 1
-    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [running[1]]
+    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [stored_id(running[1])]
 
 
 def test_an_operation_younger_than_the_retention_is_not_examined(
