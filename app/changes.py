@@ -26,6 +26,9 @@ from core.keyspace import Keys
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05  # how soon the listener takes up a project a waiter newly asks for
+# On a cluster each shard's connection is polled in turn for this long: a change on one
+# waits at most this times the number of shards subscribed to.
+SHARD_POLL_SECONDS = 0.01
 IDLE_SECONDS = 60.0  # a project no one waited on for this long is unsubscribed from
 _SUBSCRIBED = ("subscribe", "ssubscribe")
 _MESSAGES = ("message", "smessage")
@@ -117,7 +120,7 @@ class ChangeListener:
             if not channels:
                 time.sleep(POLL_SECONDS)
                 continue
-            message = (pubsub.get_sharded_message(timeout=POLL_SECONDS / len(channels))
+            message = (pubsub.get_sharded_message(timeout=SHARD_POLL_SECONDS)
                        if self._sharded else pubsub.get_message(timeout=POLL_SECONDS))
             if message is not None:
                 self._dispatch(message)

@@ -2,7 +2,9 @@
 
 All Redis access for operations goes through `OperationStore`. Creation and every state
 transition run as one Lua script each, so they are atomic across any number of API and
-worker processes; every transition is announced on the changes channel.
+worker processes; every transition is announced on its project's changes channel. Every key
+of a project shares the project's hash tag (core/keyspace.py), so on a Redis Cluster each
+script runs on the project's shard.
 """
 
 from __future__ import annotations
