@@ -27,7 +27,7 @@ from core.connection import UNREACHABLE, register_lua, store_client
 from core.errors import ResourceExhausted
 from core.keyspace import Keys
 from core.layout import check_layout
-from core.metrics import ACTIVE, BUCKETS, bucket_labels
+from core.metrics import BUCKETS, bucket_labels
 from core.names import operation_name
 from core.operation import Operation
 from core.projects import Projects
@@ -40,7 +40,6 @@ from core.timestamps import now_micros
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 _LEASED_FLAGS = {state.value: True for state in LEASED}
-_ACTIVE_FLAGS = {state.value: True for state in ACTIVE}
 
 
 @dataclass(frozen=True)
@@ -225,7 +224,6 @@ class OperationStore:
         args = {
             "token": os.urandom(8).hex(),
             "event": event.value,
-            "active": _ACTIVE_FLAGS,
             "bounds": list(BUCKETS),
             "labels": bucket_labels()[:-1],
             "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},

@@ -83,7 +83,6 @@ end
 if fresh > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[3], fresh)
   redis.call('HINCRBY', KEYS[4], 'created|' .. job .. '|', fresh)
-  redis.call('HINCRBY', KEYS[4], 'active|' .. job .. '|PENDING', fresh)
   redis.call('EXPIRE', KEYS[3], ARGV[2])  -- an idle project's stream goes with its operations
 end
 return out

@@ -22,5 +22,5 @@ for i = 11, #ARGV do
   if found[1] == ARGV[i] then return 1 end
 end
 if redis.call('HINCRBY', KEYS[4], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[4], ARGV[1]) end
-redis.call('HINCRBY', KEYS[6], 'active|' .. found[3] .. '|' .. found[1], -1)
+redis.call('HINCRBY', KEYS[6], 'deleted|' .. found[3] .. '|' .. found[1], 1)
 return 1

@@ -11,7 +11,7 @@
 --         fields {name: value}, implied {state: {field: value}} (a done operation's field
 --         left out when it holds this value: core/record.py),
 --         lease_until (µs, string, optional: take the lease; refused while another holds it),
---         active {state: true}, bounds [seconds, ...] and labels [le, ...] of histograms,
+--         bounds [seconds, ...] and labels [le, ...] of histograms,
 --         token (random, one per call)
 -- Returns {state before, state after, attempt}; state after is '' when the event does not
 -- apply (including a forgotten operation: a deleted hash is never written again).
@@ -77,15 +77,11 @@ local function observe(kind, seconds)  -- one bucket, not cumulative: core/metri
   count(kind, label, 1)
   redis.call('HINCRBYFLOAT', KEYS[6], kind .. '|' .. job .. '|sum', seconds)
 end
-if current ~= target then
-  if args.active[current] then count('active', current, -1) end
-  if args.active[target] then count('active', target, 1) end
-end
+if current ~= target then count('moved', current .. '>' .. target, 1) end
 if args.event == 'start' then
   observe('wait', (tonumber(args.now) - tonumber(found[5])) / 1e6)
 end
 if done then
-  count('finished', target, 1)
   local started = set.st or found[6]
   if started then observe('run', (tonumber(args.now) - tonumber(started)) / 1e6) end
   if redis.call('HINCRBY', KEYS[3], args.project, -1) <= 0 then

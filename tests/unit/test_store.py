@@ -5,7 +5,7 @@ import pytest
 import redis
 import redis.retry
 
-from core import names, record
+from core import metrics, names, record
 from core.states import TERMINAL, Event, State
 from core.store import NewOperation, OperationStore, Push
 from core.stored_ids import stored_id
@@ -322,3 +322,19 @@ def test_a_patient_store_retries_a_write_through_an_outage(
         return
     assert patient.apply("demo", operation_id, Event.START, take_lease=10).after \
         is State.RUNNING
+
+
+def test_counters_follow_each_operation_through_its_changes(store: OperationStore) -> None:
+    done, cancelled, deleted, _still_waiting = (make_operation(store) for _ in range(4))
+    for operation_id in (done, deleted):
+        store.apply("demo", operation_id, Event.START, {record.START_TIME: now_micros()},
+                    take_lease=30)
+    store.apply("demo", done, Event.SUCCEED)
+    store.apply("demo", cancelled, Event.REQUEST_CANCEL)
+    store.delete("demo", deleted)
+    counted = metrics.read(store.redis, store.keys)
+    assert counted.created == {"demo.sleep": 4}
+    assert counted.finished == {("demo.sleep", "SUCCEEDED"): 1, ("demo.sleep", "CANCELLED"): 1}
+    assert {key: n for key, n in counted.active.items() if n} == {("demo.sleep", "PENDING"): 1}
+    assert (counted.wait["demo.sleep"].count, counted.run["demo.sleep"].count) == (2, 1)
+    assert counted.run["demo.sleep"].buckets["+Inf"] == 1
