@@ -234,7 +234,6 @@ class OperationStore:
             "member": f"{project}/{operation_id}",
             "project": project,
             "id": operation_id,
-            "stored": stored_id(operation_id),
             "stream_max": self.event_stream_max_length,
             "channel": self.keys.changes(project),
             "publish": self.publish,
@@ -265,7 +264,7 @@ class OperationStore:
              self.keys.leases(project), self.keys.queued(project),
              self.keys.events(project), self.keys.metrics(project)],
             [project, stored_id(operation_id), member, self.keys.request(project, ""),
-             operation_name(project, operation_id), self.keys.changes(project),
+             operation_id, self.keys.changes(project),
              self.event_stream_max_length, now_micros(), self.retention_seconds, self.publish,
              *_TERMINAL_FLAGS])
         return bool(existed)
@@ -395,7 +394,7 @@ class OperationStore:
         entries = cast(list[tuple[str, dict[str, str]]],
                        self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
         # Stored with the operation id alone: the project is the stream's own.
-        return [(entry, {"name": operation_name(project, wire_id(change["id"])),
+        return [(entry, {"name": operation_name(project, change["id"]),
                          "event": change["event"], "state": change["state"]})
                 for entry, change in entries]
 

@@ -1,7 +1,7 @@
 """Operation ids as the store keeps them: a canonical UUID (36 characters on the wire) in
-22, its 16 bytes in unpadded URL-safe base64, wherever the store names one operation (its
-hash's key, its project-index entry, its change-stream entries). Those bytes are paid once
-per stored operation in each of them.
+22, its 16 bytes in unpadded URL-safe base64, in its hash's key and its project-index
+entry: bytes paid once per stored operation in each. (Change-stream entries, read by
+consumers outside opqueue, carry the id as on the wire.)
 
 An id that is not a canonical UUID (none is created so; tests and tools may use others)
 is kept as it is: no stored form of a UUID is 36 characters long, nor is a kept id 22 long

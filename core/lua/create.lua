@@ -12,8 +12,8 @@
 -- ARGV[3] project   ARGV[4] most not-done operations a project may have (0: no limit)
 -- ARGV[5] the project's changes channel   ARGV[6] stream length bound   ARGV[7] job
 -- ARGV[8] the command announcing a change (PUBLISH, or SPUBLISH on a cluster)
--- ARGV[9..] per operation: id, its stored form (core/stored_ids.py: in the index and the
---           stream), '1' when it has a requestId, its task message ('' for
+-- ARGV[9..] per operation: id, its stored form (core/stored_ids.py: in its index entry),
+--           '1' when it has a requestId, its task message ('' for
 --           none), when that message is due ('' to push it on a broker queue, a list; else
 --           a score: it is an entry of the task outbox, a sorted set), n, then n field,
 --           value pairs of its new hash
@@ -68,7 +68,7 @@ for _, op in ipairs(ops) do
     redis.call('ZADD', KEYS[1], stamp, op.stored)
     if op.request then redis.call('SET', op.request, op.id, 'EX', ARGV[2]) end
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-               'id', op.stored, 'event', 'create', 'state', 'PENDING')
+               'id', op.id, 'event', 'create', 'state', 'PENDING')
     redis.call(ARGV[8], ARGV[5], cjson.encode({
       name = 'projects/' .. ARGV[3] .. '/operations/' .. op.id, project = ARGV[3],
       event = 'create', state = 'PENDING'}))

@@ -6,7 +6,7 @@
 -- KEYS[6] metrics hash (core/metrics.py)
 -- ARGV[1] JSON: event, moves {from: to}, terminal {state: true}, leased {state: true},
 --         now (µs, string), retention (s), member ('project/id'), project,
---         id, stored (the id's stored form: core/stored_ids.py), name, channel (the project's), publish (PUBLISH, or SPUBLISH on a cluster),
+--         id, name, channel (the project's), publish (PUBLISH, or SPUBLISH on a cluster),
 --         stream_max, incr [field, ...], decr [field, ...],
 --         fields {name: value}, implied {state: {field: value}} (a done operation's field
 --         left out when it holds this value: core/record.py),
@@ -91,7 +91,7 @@ if done then
   redis.call('EXPIRE', KEYS[1], args.retention)
 end
 local entry = redis.call('XADD', KEYS[4], 'MAXLEN', '~', args.stream_max, '*',
-                         'id', args.stored, 'event', args.event, 'state', target)
+                         'id', args.id, 'event', args.event, 'state', target)
 -- An idle project's stream goes with its operations: its TTL is set when operations are
 -- created and when they end, never shorter than theirs.
 if done then redis.call('EXPIRE', KEYS[4], args.retention) end
