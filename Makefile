@@ -76,8 +76,10 @@ protos: install
 	rm opqueue/v1/operation_metadata_pb2_grpc.py
 
 # wrk (Debian's package) is the HTTP load generator; without it (not root, no apt) the
-# benchmarks fall back to a slower Python one and say so in the table.
+# benchmarks fall back to a slower Python one and say so in the table. The bench extra
+# brings Flower (measured beside the API) and gunicorn (bench/servers.py).
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[server,dev,bench]'
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		  { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }; }; } || \

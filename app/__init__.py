@@ -23,6 +23,7 @@ from app import (
 from app.access import Authorizer
 from app.api_keys import KeyRing
 from app.changes import ChangeListener
+from app.fast_reads import FastReads
 from app.long_requests import LongRequests
 from app.page_tokens import PageTokens
 from app.rate_limiter import RateLimiter
@@ -89,10 +90,12 @@ def create_app(settings: Settings | None = None, redis: redis.Redis | None = Non
         outbox=Outbox(store.redis, store.keys, settings.retention_seconds),
     )
     metrics.measure_requests(app)
+    app.before_request(request_limits.check_head)
     app.before_request(auth.guard)
     app.before_request(request_limits.require_json_body)
     errors.register_error_handlers(app)
     for blueprint in (operations.bp, watch.bp, jobs.bp, health.bp, openapi.bp, metrics.bp,
                       ui.bp, docs.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = FastReads(app, app.extensions["opqueue"])  # type: ignore[method-assign]
     return app

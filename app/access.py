@@ -18,6 +18,7 @@ rebinding or a cross-site form).
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from app.api_keys import ApiKey, KeyRing, Role
@@ -97,7 +98,7 @@ class Authorizer:
         return key
 
     def _anonymous(self, client: str, host: str, origin: str | None) -> ApiKey:
-        if host and not is_loopback_host(_hostname(f"//{host}")):
+        if host and not _loopback_authority(host):
             raise PermissionDenied(
                 "anonymous access serves only requests addressed to a loopback host "
                 "(localhost, 127.0.0.1, [::1]); configure API keys to serve other names",
@@ -108,6 +109,12 @@ class Authorizer:
                 reason="CROSS_SITE_REQUEST")
         return ApiKey(id=f"anonymous@{client}", digest=b"", role=Role.SUBMITTER,
                       projects=frozenset({"*"}))
+
+
+@lru_cache(maxsize=1024)  # one Host header a client, asked on every anonymous request
+def _loopback_authority(host: str) -> bool:
+    """Whether an HTTP `Host` (or gRPC `:authority`) names a loopback host."""
+    return is_loopback_host(_hostname(f"//{host}"))
 
 
 def _hostname(url: str) -> str:

@@ -54,7 +54,14 @@ def caller() -> ApiKey:
 
 
 def _presented_key() -> str:
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    return presented_key(request.headers.get("Authorization", ""),
+                         request.headers.get("x-goog-api-key", ""))
+
+
+def presented_key(authorization: str, api_key: str) -> str:
+    """The API key a caller presented, from its `Authorization: Bearer` or `x-goog-api-key`
+    header."""
+    scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
-    return request.headers.get("x-goog-api-key", "").strip()
+    return api_key.strip()

@@ -87,7 +87,7 @@ class ChangeListener:
         """Ask the listener for `projects`' channels; the events it sets once subscribed."""
         now = time.monotonic()
         with self._lock:
-            # Started lazily so that each gunicorn worker (after fork) has its own thread.
+            # Started lazily so that each web worker process (after fork) has its own thread.
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._listen, name="opqueue-changes",
                                                 daemon=True)

@@ -124,7 +124,7 @@ class LongRequests:
             retry_after=RETRY_AFTER_SECONDS)
 
     def _ensure_renewing(self) -> None:
-        # Started lazily so that each gunicorn worker (after fork) has its own thread.
+        # Started lazily so that each web worker process (after fork) has its own thread.
         with self._lock:
             if self._renewer is None or not self._renewer.is_alive():
                 self._renewer = threading.Thread(target=self._renew_forever, daemon=True,

@@ -2,8 +2,8 @@
 
 Operation metrics come from the counters the store scripts keep in Redis (core/metrics.py),
 so they are exact across every API and worker process. Request latency is measured in
-the API processes; under gunicorn they share it through prometheus-client's multiprocess
-mode (`PROMETHEUS_MULTIPROC_DIR`, which gunicorn.conf.py sets up).
+the API processes; the `web` processes share it through prometheus-client's multiprocess
+mode (`PROMETHEUS_MULTIPROC_DIR`, which web/server.py sets up).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from core.filtering import compile_filter
 from core.names import check_operation_id, check_project, operation_name
 from core.operation import Operation
 from core.states import Event, State
+from core.store import OperationStore
 from core.timestamps import now_micros, parse_duration
 from core.webhooks import redacted
 from core.wire import dump_operation
@@ -30,10 +31,11 @@ from core.wire import dump_operation
 bp = Blueprint("operations", __name__, url_prefix="/v1/projects/<project>/operations")
 
 
-def _require(project: str, operation_id: str) -> Operation:
+def require_operation(store: OperationStore, project: str, operation_id: str) -> Operation:
+    """The operation (its name checked); NOT_FOUND if there is none."""
     check_project(project)
     check_operation_id(operation_id)
-    operation = services().store.get(project, operation_id)
+    operation = store.get(project, operation_id)
     if operation is None:
         raise operation_not_found(operation_name(project, operation_id))
     return operation
@@ -66,7 +68,7 @@ def list_operations(project: str) -> dict[str, Any]:
 @documented("Operation")
 def get_operation(project: str, operation_id: str) -> dict[str, Any]:
     """GetOperation."""
-    return dump_operation(_require(project, operation_id))
+    return dump_operation(require_operation(services().store, project, operation_id))
 
 
 @bp.delete("/<operation_id>")
@@ -104,7 +106,7 @@ def cancel_operation(project: str, operation_id: str) -> dict[str, Any]:
 def list_webhook_deliveries(project: str, operation_id: str) -> dict[str, Any]:
     """Every webhook delivery attempt of the operation and its outcome, oldest first; the
     URL without its query or user info (they may hold a receiver's token)."""
-    _require(project, operation_id)
+    require_operation(services().store, project, operation_id)
     return {"deliveries": [{**entry, "url": redacted(entry["url"])} if "url" in entry else entry
                            for entry in services().outbox.history(project, operation_id)]}
 
@@ -117,12 +119,12 @@ def wait_operation(project: str, operation_id: str) -> dict[str, Any]:
     svc = services()
     limit = svc.settings.max_wait_seconds
     timeout = min(parse_duration(body["timeout"], "timeout"), limit) if body["timeout"] else limit
-    operation = _require(project, operation_id)
+    operation = require_operation(services().store, project, operation_id)
     if not operation.done:
         with svc.long_requests.hold(caller().id):
             svc.changes.wait([operation.name], timeout,
                              lambda: svc.store.state(project, operation_id) not in _NOT_DONE)
-        operation = _require(project, operation_id)
+        operation = require_operation(services().store, project, operation_id)
     return dump_operation(operation)
 
 

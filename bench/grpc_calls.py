@@ -48,6 +48,7 @@ def grpc_calls(stack: Stack, quick: bool = False) -> list[Row]:
             body={"input": {}}, connections=CLIENTS, seconds=seconds))
         loads["run"].append(call_load(stack.grpc_target, RUN_JOB, run.SerializeToString(),
                                       seconds))
+    environment.purge_queue(stack)  # the RunJob messages: no later family may meet them
     environment.forget_project(stack, project)
     rows: list[Row] = []
     for key, call in (("get", "GetOperation"), ("run", "RunJob")):

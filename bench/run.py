@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--only NAME ...] [--output PATH]
 
-The deployment (gunicorn, the gRPC server, Celery workers, and a private embedded Redis
+The deployment (the API on Granian, the gRPC server, Celery workers, and a private embedded Redis
 unless REDIS_URL is set) lives under a private key prefix and is torn down and cleaned at
 exit. A full run also writes the table, with the machine and versions it ran on, to
 bench/RESULTS.md; `--quick` (tiny counts, a smoke run) writes nothing unless given
@@ -62,8 +62,12 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 # A short grace period keeps the non-cooperative cancel benchmark quick (it is in the table);
 # bench/jobs.py adds the no-op and progress jobs.
+# The long-request caps and the threads are raised so that 1,000 `:wait` calls can be
+# parked at once (bench/reads.py).
 STACK_ENV = {"OPQUEUE_CANCEL_GRACE_SECONDS": "2",
-             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.jobs"}
+             "OPQUEUE_JOB_MODULES": "core.demo_jobs,tests.jobs,bench.jobs",
+             "OPQUEUE_MAX_LONG_REQUESTS": "1100", "OPQUEUE_MAX_LONG_REQUESTS_PER_KEY": "1100",
+             "OPQUEUE_WEB_THREADS": "1100"}
 ANALYSIS = "## What limits each figure"  # from here on, RESULTS.md is written by hand
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"

@@ -22,7 +22,8 @@ import requests
 from celery import Celery
 
 from bench import baseline, environment
-from bench.load import hammer
+from bench.flower import flower
+from bench.load import Load, hammer
 from bench.report import Row, median_row
 from core.connection import redis_client
 from tests.stack import Stack, eventually
@@ -43,8 +44,8 @@ def _batch_body(count: int, job_input: dict[str, Any]) -> bytes:
 
 
 @contextmanager
-def yardstick(stack: Stack, *, results: bool = False,
-              worker: int = 0) -> Iterator[tuple[Celery, str]]:
+def yardstick(stack: Stack, *, results: bool = False, worker: int = 0,
+              events: bool = False) -> Iterator[tuple[Celery, str]]:
     """The baseline Celery app (and its worker of `worker` processes, if any), then cleanup.
 
     It uses the stack's broker, and the stack's Redis for its results."""
@@ -54,7 +55,8 @@ def yardstick(stack: Stack, *, results: bool = False,
     process: subprocess.Popen[bytes] | None = None
     if worker:
         process = baseline.start_worker(broker, prefix, worker,
-                                        stack.workdir / "baseline-worker.log", results=backend)
+                                        stack.workdir / "baseline-worker.log", results=backend,
+                                        events=events)
         eventually(lambda: app.control.ping(timeout=0.5), timeout=60,
                    what="the baseline worker to answer")
     try:
@@ -78,22 +80,35 @@ def _apply_async_rate(app: Celery, prefix: str, seconds: float) -> float:
         task.apply_async()
         sent += 1
     rate = sent / (time.perf_counter() - start)
-    with app.connection_for_write() as connection:
-        app.amqp.queues[prefix].bind(connection.default_channel).purge()
+    _purge(app, prefix)
     return rate
 
 
+def _purge(app: Celery, prefix: str) -> None:
+    """Drop every message waiting in the baseline's queue (nothing consumes it)."""
+    with app.connection_for_write() as connection:
+        app.amqp.queues[prefix].bind(connection.default_channel).purge()
+
+
 def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
-    """:run over HTTP from 32 keep-alive clients vs `apply_async` in a loop in one process."""
+    """:run over HTTP from 32 keep-alive clients vs `apply_async` in a loop in one process,
+    and vs Flower's async-apply from the same clients."""
     runs, seconds = (2, 1.0) if quick else (5, 3.0)
     environment.use_workers(stack, {})
     ours: list[float] = []
     theirs: list[float] = []
+    flowers: list[Load] = []
     errors = 0
     generator = ""
-    with yardstick(stack) as (app, prefix):
+    with yardstick(stack) as (app, prefix), \
+            flower(stack.settings.effective_broker_url, prefix,
+                   stack.workdir / "flower.log") as flower_base:
         for _ in range(runs):
             theirs.append(_apply_async_rate(app, prefix, seconds))
+            flowers.append(hammer(f"{flower_base}/api/task/async-apply/{baseline.TASK}",
+                                  connections=CLIENTS, seconds=seconds, method="POST",
+                                  body={}))
+            _purge(app, prefix)
             project = _project()
             load = hammer(f"{stack.base_url}/v1/projects/{project}/jobs/bench.noop:run",
                           connections=CLIENTS, seconds=seconds, method="POST",
@@ -103,12 +118,22 @@ def submit_single(stack: Stack, quick: bool = False) -> list[Row]:
             generator = load.generator
             environment.purge_queue(stack)
             environment.forget_project(stack, project)
-    return [median_row(
-        "submit over HTTP, 1 job per call, 32 keep-alive clients (jobs/s)", ours, unit="/s",
-        baseline=theirs, target_ratio=0.8, higher_is_better=True,
-        note=f"{runs} runs of {seconds:g} s each side, alternating; load from {generator} "
-             f"({errors} errors); baseline: `apply_async` of a no-op task in a loop from one "
-             "process, same Redis, JSON serializer, nothing consuming either queue")]
+    figure = "submit over HTTP, 1 job per call, 32 keep-alive clients (jobs/s)"
+    return [
+        median_row(figure, ours, unit="/s", baseline=theirs, target_ratio=0.8,
+                   higher_is_better=True,
+                   note=f"{runs} runs of {seconds:g} s each side, alternating; load from "
+                        f"{generator} ({errors} errors); baseline: `apply_async` of a no-op "
+                        "task in a loop from one process, same Redis, JSON serializer, "
+                        "nothing consuming either queue"),
+        median_row(f"{figure} vs Flower", ours, unit="/s",
+                   baseline=[load.rate for load in flowers], target_ratio=2.0,
+                   higher_is_better=True,
+                   note="the same runs of ours; baseline: Flower's `POST /api/task/"
+                        "async-apply/bench.noop` from the same 32 clients, alternating, on "
+                        "the same Redis (Celery app of the baseline above, no result "
+                        f"backend; {sum(load.errors for load in flowers)} errors)"),
+    ]
 
 
 def submit_batch(stack: Stack, quick: bool = False) -> list[Row]:

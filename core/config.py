@@ -55,7 +55,7 @@ class Settings:
     grpc_threads: int = 64  # concurrent gRPC calls per process (a parked WaitOperation holds one)
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object a line, with operation and job
-    metrics_dir: str = ""  # prometheus-client's multiprocess directory (gunicorn sets one)
+    metrics_dir: str = ""  # prometheus-client's multiprocess directory (web/server.py sets one)
     api_keys_file: str = ""  # JSON keys file; see app/api_keys.py
     api_keys: str = ""  # the same JSON inline, where files are awkward
     insecure_allow_anonymous: bool = False  # no keys configured: serve anyone (development)

@@ -122,7 +122,7 @@ def _await_ready(base: str, honcho: subprocess.Popen[bytes]) -> bool:
             with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
                 return bool(answer.status == 200)
         except OSError:
-            time.sleep(0.2)  # gunicorn is still starting; /readyz is the signal we wait for
+            time.sleep(0.2)  # the web server is still starting; /readyz is the signal we wait for
     return False
 
 

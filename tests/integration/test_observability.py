@@ -1,5 +1,5 @@
 """/metrics after a known set of jobs run by real workers, and JSON logs naming each
-operation, from several gunicorn and Celery processes (#8)."""
+operation, from several API and Celery processes (#8)."""
 
 from __future__ import annotations
 

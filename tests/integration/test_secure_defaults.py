@@ -110,7 +110,7 @@ def test_slots_held_by_a_killed_api_process_free_themselves(tmp_path: Path) -> N
             with requests.get(watch, stream=True, timeout=30) as refused:
                 assert refused.status_code == 429
             [worker] = psutil.Process(stack.processes["web"].pid).children()
-            worker.kill()  # it never releases its two slots; gunicorn starts another
+            worker.kill()  # it never releases its two slots; Granian starts another
             worker.wait(timeout=30)
         finally:
             for answer in held:
@@ -170,30 +170,43 @@ def test_a_receiver_answer_is_not_read_past_its_status_and_urls_are_shown_redact
 
 # 5. The server's own refusals, and a strict keys file.
 
-def raw_exchange(stack: Stack, request: bytes) -> tuple[int, dict[str, Any]]:
+def raw_exchange(stack: Stack, request: bytes) -> tuple[int, bytes, bytes]:
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as conn:
         conn.sendall(request)
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"content-type: application/json" in head.lower()
-    return int(head.split()[1]), json.loads(body)
+    return int(head.split()[1]), head.lower(), body
 
 
 @pytest.mark.parametrize(("request_bytes", "expected"), [
     (b"GET /v1/projects/demo/operations?filter=" + b"a" * 5000 + b" HTTP/1.1\r\n"
-     b"Host: 127.0.0.1\r\n\r\n", "REQUEST_LINE_TOO_LONG"),
-    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
-        b"X-H%d: v\r\n" % n for n in range(150)) + b"\r\n", "REQUEST_HEADERS_TOO_LARGE"),
-    (b"NOT HTTP AT ALL\r\n\r\n", "MALFORMED_REQUEST"),
+     b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n", "REQUEST_LINE_TOO_LONG"),
+    (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"v" * 9000
+     + b"\r\nConnection: close\r\n\r\n", "REQUEST_HEADERS_TOO_LARGE"),
 ])
-def test_the_http_servers_own_refusals_are_the_google_envelope(
+def test_a_request_head_over_its_limits_is_refused_with_the_google_envelope(
         stack: Stack, request_bytes: bytes, expected: str) -> None:
-    status, body = raw_exchange(stack, request_bytes)
+    status, head, body = raw_exchange(stack, request_bytes)
     assert status == 400
-    assert body["error"]["status"] == "INVALID_ARGUMENT"
-    assert body["error"]["details"][0]["reason"] == expected
+    assert b"content-type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["details"][0]["reason"] == expected
+
+
+@pytest.mark.parametrize(("request_bytes", "expected"), [
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
+        b"X-H%d: v\r\n" % n for n in range(150)) + b"\r\n", 431),
+    (b"NOT HTTP AT ALL\r\n\r\n", 400),
+])
+def test_what_the_http_server_cannot_parse_it_refuses_itself_and_closes(
+        stack: Stack, request_bytes: bytes, expected: int) -> None:
+    # Granian refuses these before the app runs, with an empty body (README, Limits).
+    status, head, body = raw_exchange(stack, request_bytes)
+    assert (status, body) == (expected, b"")
+    assert b"connection: close" in head
 
 
 def test_a_loose_keys_file_stops_the_server_naming_the_entry(stack: Stack,

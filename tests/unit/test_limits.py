@@ -87,3 +87,22 @@ def test_a_project_at_its_queued_limit_is_refused_until_one_finishes(
     assert run_job(client).status_code == 200
     assert run_job(client).status_code == 429
     assert len(dispatcher.queued) == 5
+
+
+@pytest.mark.parametrize(("path", "headers", "reason"), [
+    ("/v1/projects/demo/operations?filter=" + "a" * 4100, {}, "REQUEST_LINE_TOO_LONG"),
+    ("/v1/projects/" + "é" * 1400 + "/operations", {}, "REQUEST_LINE_TOO_LONG"),
+    ("/healthz", {f"X-H{n}": "v" for n in range(101)}, "REQUEST_HEADERS_TOO_LARGE"),
+    ("/healthz", {"X-Big": "v" * 8190}, "REQUEST_HEADERS_TOO_LARGE"),
+])
+def test_a_request_head_over_its_limits_is_refused(client: FlaskClient, path: str,
+                                                   headers: dict[str, str],
+                                                   reason: str) -> None:
+    answer = client.get(path, headers=headers)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["details"][0]["reason"] == reason
+
+
+def test_a_request_head_just_within_its_limits_is_served(client: FlaskClient) -> None:
+    headers = {f"X-H{n}": "v" for n in range(97)} | {"X-Big": "v" * 8180}
+    assert client.get("/healthz", headers=headers).status_code == 200

@@ -36,6 +36,7 @@ def test_metrics_count_operations_by_job_and_state(client: FlaskClient,
                     increment=(record.ATTEMPT,))
     store.apply("demo", ids[0], Event.SUCCEED, {record.RESPONSE: "1"})
     store.apply("demo", ids[2], Event.REQUEST_CANCEL)
+    assert client.get(f"/v1/projects/demo/operations/{ids[0]}").status_code == 200
     found = samples(client)
     job = (("job", "demo.sleep"),)
     assert found[("opqueue_operations_created_total", job)] == 3
@@ -51,6 +52,9 @@ def test_metrics_count_operations_by_job_and_state(client: FlaskClient,
     routes = {dict(labels).get("route") for name, labels in found
               if name == "opqueue_http_request_duration_seconds_count"}
     assert "/v1/projects/<project>/jobs/<job>:run" in routes
+    get = (("code", "200"), ("method", "GET"),
+           ("route", "/v1/projects/<project>/operations/<operation_id>"))
+    assert found[("opqueue_http_request_duration_seconds_count", get)] >= 1
 
 
 def test_deleting_an_unfinished_operation_leaves_the_gauge_right(client: FlaskClient) -> None:

@@ -1,0 +1,1 @@
+"""The HTTP server process (the Procfile's `web`): `python -m web`."""
