@@ -23,6 +23,7 @@ from bench import environment
 from bench.report import Row, median_row
 from core.connection import redis_client
 from core.names import new_operation_id
+from core.stored_ids import stored_id, wire_id
 from core.timestamps import now_micros
 from tests.stack import Stack
 
@@ -52,7 +53,7 @@ def populate(stack: Stack, project: str, count: int) -> None:
     first = now_micros() - count - 1_000_000
     try:
         for offset in range(0, count, CHUNK):
-            ids = [str(uuid.uuid4()) for _ in range(min(CHUNK, count - offset))]
+            ids = [stored_id(new_operation_id()) for _ in range(min(CHUNK, count - offset))]
             loader(keys=[keys.index(project), keys.queued(project)],
                    args=[keys.operation(project, ""), first + offset, project, JOB, *ids])
     finally:
@@ -68,7 +69,7 @@ def check_like_the_store(stack: Stack) -> None:
         made, _ = store.create(project, new_operation_id(), JOB)
         loaded = store.redis.zrange(store.keys.index(project), 0, 0)[0]
         fields = {name: set(store.redis.hgetall(store.keys.operation(project, i)))
-                  for name, i in (("store", made.id), ("loader", loaded))}
+                  for name, i in (("store", made.id), ("loader", wire_id(loaded)))}
         if fields["store"] != fields["loader"]:
             raise RuntimeError(f"the bulk loader writes other fields than the store: {fields}")
     finally:

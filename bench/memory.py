@@ -2,8 +2,8 @@
 
 Both sides run N no-op jobs to completion and the figure is the growth of Redis's
 `used_memory` divided by N, measured once the queues are empty: everything a finished job
-leaves behind, whatever the key (for us: the hash, its entries in the project index and the
-expiry set, and its share of the bounded change stream; for Celery: the
+leaves behind, whatever the key (for us: the hash and its TTL entry, its entry in the
+project index, and its share of the bounded change stream; for Celery: the
 `celery-task-meta-*` string and its TTL entry).
 """
 

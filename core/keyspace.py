@@ -3,7 +3,7 @@
 Every key about one project carries the project as its hash tag (`PREFIX:{PROJECT}:...`), so
 on a Redis Cluster all of them live on one shard and each script stays atomic there. What
 sweepers, relays and metrics readers need across projects is kept per project too (its
-expiry and lease sets, outboxes, counters) and found through the registry of projects.
+lease set, outboxes, counters) and found through the registry of projects.
 The same layout serves a single Redis, so every mode runs one code path.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.stored_ids import stored_id
+
 # The version of this layout, kept in the store (`Keys.layout`): a store written in another
 # is refused at startup rather than misread (core/layout.py).
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -27,21 +29,22 @@ class Keys:
         return f"{self.prefix}:{{{project}}}"
 
     def operation(self, project: str, operation_id: str) -> str:
-        """Hash holding one operation's fields."""
-        return f"{self._project(project)}:op:{operation_id}"
+        """Hash holding one operation's fields (named by the id's stored form)."""
+        return f"{self._project(project)}:op:{stored_id(operation_id)}"
 
     def index(self, project: str) -> str:
-        """Sorted set of a project's operation ids, scored by create time in microseconds."""
+        """Sorted set of a project's operation ids (stored form: core/stored_ids.py), scored
+        by create time in microseconds."""
         return f"{self._project(project)}:idx"
 
     def request(self, project: str, request_id: str) -> str:
         """String mapping a client's `requestId` to the operation it created."""
         return f"{self._project(project)}:req:{request_id}"
 
-    def expiry(self, project: str) -> str:
-        """Sorted set of `project/id` members of a project's done operations, scored by
-        expiry time."""
-        return f"{self._project(project)}:expiry"
+    def reaped(self, project: str) -> str:
+        """Where the reaper stopped in a project's index (a create time), so that the
+        operations at its old end that are still there do not hold it up (core/lua/reap.lua)."""
+        return f"{self._project(project)}:reaped"
 
     def leases(self, project: str) -> str:
         """Sorted set of `project/id` members of a project's running operations, scored by

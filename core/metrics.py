@@ -5,11 +5,17 @@ project (on the project's shard, beside its operations) holds its counters, summ
 projects where they are read; its fields are `kind|job|label`:
 
 - `created|JOB|`            operations created
-- `finished|JOB|STATE`      operations that ended in STATE
-- `active|JOB|STATE`        operations now PENDING, RUNNING or CANCELLING
-- `run|JOB|LE`, `wait|JOB|LE`  cumulative histogram buckets (seconds) of run time (start
-                            to end of the last attempt) and queue wait (create to start),
-                            with `LE` = `sum` and `count` for their sums and counts
+- `moved|JOB|FROM>TO`       changes of state from FROM to TO
+- `deleted|JOB|STATE`       operations deleted while in STATE, not done
+
+each change counted by one command; `read` derives how many ended in each state (moves
+into it) and how many are now PENDING, RUNNING or CANCELLING (created, moved in, less
+moved out and deleted).
+- `run|JOB|LE`, `wait|JOB|LE`  histogram buckets (seconds) of run time (start to end of
+                            the last attempt) and queue wait (create to start), each
+                            counting the observations of its own bucket only (one command
+                            per observation; `read` adds them up), with `LE` = `sum` for
+                            their sums
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import redis
 
 from core.keyspace import Keys
 from core.projects import Projects
-from core.states import LEASED, State
+from core.states import LEASED, TERMINAL, State
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
            900.0, 3600.0)
@@ -64,19 +70,39 @@ def read(client: redis.Redis, keys: Keys) -> OperationMetrics:
         kind, job, label = name.split("|", 2)
         if kind == "created":
             metrics.created[job] = number
-        elif kind == "finished":
-            metrics.finished[(job, label)] = number
-        elif kind == "active":
-            metrics.active[(job, label)] = number
+            _add(metrics.active, (job, State.PENDING.value), number)
+        elif kind == "moved":
+            before, after = label.split(">")
+            if State(after) in TERMINAL:
+                _add(metrics.finished, (job, after), number)
+            _add(metrics.active, (job, after), number)
+            _add(metrics.active, (job, before), -number)
+        elif kind == "deleted":
+            _add(metrics.active, (job, label), -number)
         elif kind in ("run", "wait"):
             histogram = (metrics.run if kind == "run" else metrics.wait)[job]
             if label == "sum":
                 histogram.sum = number
-            elif label == "count":
-                histogram.count = number
             else:
                 histogram.buckets[label] = number
+    for histogram in (*metrics.run.values(), *metrics.wait.values()):
+        _cumulate(histogram)
+    metrics.active = {key: number for key, number in metrics.active.items()
+                      if State(key[1]) in ACTIVE}
     return metrics
+
+
+def _add(counts: dict[tuple[str, str], float], key: tuple[str, str], number: float) -> None:
+    counts[key] = counts.get(key, 0.0) + number
+
+
+def _cumulate(histogram: Histogram) -> None:
+    """Turn the per-bucket counts the scripts keep into cumulative buckets and a count."""
+    total = 0.0
+    for label in bucket_labels():
+        total += histogram.buckets.get(label, 0.0)
+        histogram.buckets[label] = total
+    histogram.count = total
 
 
 def bucket_labels() -> list[str]:

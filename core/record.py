@@ -35,6 +35,11 @@ LEASE = "lease"  # until when the running worker holds the operation, microsecon
 CHANGE_TOKEN = "tok"  # "token|state before" of the last change, until done (transition.lua)
 
 
+# A done operation's fields left out of its hash when they hold these values
+# (transition.lua): its update time is its end time, and a succeeded one is at 100 %.
+IMPLIED: dict[str, dict[str, str]] = {State.SUCCEEDED.value: {PROGRESS_PERCENT: "100"}}
+
+
 def encode_json(value: Any) -> str:
     """Compact JSON, as stored in hash fields."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -55,16 +60,17 @@ def new_fields(job: str, labels: Mapping[str, str], request_id: str,
 
 def decode(project: str, operation_id: str, raw: Mapping[str, str]) -> Operation:
     """Rebuild an Operation from its hash."""
+    implied = IMPLIED.get(raw[STATE], {})
     return Operation(
         project=project,
         id=operation_id,
         job=raw[JOB],
         state=State(raw[STATE]),
         create_time=int(raw[CREATE_TIME]),
-        update_time=int(raw[UPDATE_TIME]),
+        update_time=int(raw.get(UPDATE_TIME) or raw[END_TIME]),
         start_time=_optional_int(raw.get(START_TIME)),
         end_time=_optional_int(raw.get(END_TIME)),
-        progress_percent=int(raw.get(PROGRESS_PERCENT, 0)),
+        progress_percent=int(raw.get(PROGRESS_PERCENT, implied.get(PROGRESS_PERCENT, 0))),
         status_message=raw.get(STATUS_MESSAGE, ""),
         details=json.loads(raw[DETAILS]) if DETAILS in raw else {},
         attempt=int(raw.get(ATTEMPT, 0)),

@@ -29,19 +29,19 @@ from core.connection import UNREACHABLE, register_lua, store_client
 from core.errors import ResourceExhausted
 from core.keyspace import Keys
 from core.layout import check_layout
-from core.metrics import ACTIVE, BUCKETS, bucket_labels
+from core.metrics import BUCKETS, bucket_labels
 from core.names import operation_name
 from core.operation import Operation
 from core.projects import Projects
 from core.replication import Replication, replicated_write
 from core.states import LEASED, TERMINAL, TRANSITIONS, Event, State
+from core.stored_ids import stored_id, wire_id
 from core.timestamps import now_micros
 
 # How many index entries a filtered listing examines per round trip.
 SCAN_CHUNK = 200
 _TERMINAL_FLAGS = {state.value: True for state in TERMINAL}
 _LEASED_FLAGS = {state.value: True for state in LEASED}
-_ACTIVE_FLAGS = {state.value: True for state in ACTIVE}
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ class OperationStore:
         self._transition = register_lua(client, "core", "transition.lua")
         self._renew = register_lua(client, "core", "renew.lua")
         self._delete = register_lua(client, "core", "delete.lua")
+        self._reap = register_lua(client, "core", "reap.lua")
 
     def create(
         self,
@@ -162,8 +163,7 @@ class OperationStore:
                      if item.request_id else hash_key,
                      item.message.key if item.message else hash_key]
             fields = record.new_fields(job, item.labels, item.request_id, item.notify)
-            args += [item.id, operation_name(project, item.id),
-                     "1" if item.request_id else "0",
+            args += [item.id, stored_id(item.id), "1" if item.request_id else "0",
                      item.message.payload if item.message else "",
                      "" if item.message is None or item.message.score is None
                      else item.message.score, len(fields)]
@@ -226,14 +226,12 @@ class OperationStore:
         args = {
             "token": os.urandom(8).hex(),
             "event": event.value,
-            "active": _ACTIVE_FLAGS,
             "bounds": list(BUCKETS),
             "labels": bucket_labels()[:-1],
             "moves": {src.value: dst.value for src, dst in TRANSITIONS[event].items()},
             "terminal": _TERMINAL_FLAGS,
             "leased": _LEASED_FLAGS,
             "now": str(now),
-            "expires_at": now // 1_000_000 + self.retention_seconds,
             "retention": self.retention_seconds,
             "member": f"{project}/{operation_id}",
             "project": project,
@@ -245,13 +243,14 @@ class OperationStore:
             "incr": list(increment),
             "decr": list(decrement),
             "fields": {name: str(value) for name, value in (fields or {}).items()},
+            "implied": record.IMPLIED,
         }
         if take_lease is not None:
             args["lease_until"] = str(now + int(take_lease * 1_000_000))
         before, after, attempt = self._write(
             self._transition,
-            [self.keys.operation(project, operation_id), self.keys.expiry(project),
-             self.keys.leases(project), self.keys.queued(project), self.keys.events(project),
+            [self.keys.operation(project, operation_id), self.keys.leases(project),
+             self.keys.queued(project), self.keys.events(project),
              self.keys.outbox(project), self.keys.metrics(project)],
             [json.dumps(args)],
         )
@@ -264,10 +263,10 @@ class OperationStore:
         existed = self._write(
             self._delete,
             [self.keys.operation(project, operation_id), self.keys.index(project),
-             self.keys.expiry(project), self.keys.leases(project), self.keys.queued(project),
+             self.keys.leases(project), self.keys.queued(project),
              self.keys.events(project), self.keys.metrics(project)],
-            [project, operation_id, member, self.keys.request(project, ""),
-             operation_name(project, operation_id), self.keys.changes(project),
+            [project, stored_id(operation_id), member, self.keys.request(project, ""),
+             operation_id, self.keys.changes(project),
              self.event_stream_max_length, now_micros(), self.retention_seconds, self.publish,
              *_TERMINAL_FLAGS])
         return bool(existed)
@@ -310,9 +309,10 @@ class OperationStore:
         examined, last = 0, before
         while len(found) < page_size and examined < scan_limit:
             upper = "+inf" if last is None else f"({last}"
-            ids = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
-                index, upper, lower, start=0, num=min(chunk, scan_limit - examined),
-                withscores=True))
+            ids = [(wire_id(stored), score) for stored, score in cast(
+                list[tuple[str, float]], self.redis.zrevrangebyscore(
+                    index, upper, lower, start=0, num=min(chunk, scan_limit - examined),
+                    withscores=True))]
             if not ids:
                 return Page(found, None)
             loaded = self._load(project, [operation_id for operation_id, _ in ids])
@@ -334,26 +334,18 @@ class OperationStore:
             hashes = cast(list[dict[str, str]], pipe.execute())
         vanished = [i for i, raw in zip(operation_ids, hashes, strict=True) if not raw]
         if vanished:  # expired since the last reap
-            self.redis.zrem(self.keys.index(project), *vanished)
+            self.redis.zrem(self.keys.index(project), *map(stored_id, vanished))
         return {i: record.decode(project, i, raw)
                 for i, raw in zip(operation_ids, hashes, strict=True) if raw}
 
     def reap_expired(self, limit: int = 100) -> int:
-        """Remove up to `limit` expired operations of each project from its listing index."""
-        now = now_micros() // 1_000_000
-        reaped = 0
-        for project in self.projects.due(self.keys.expiry, now):
-            members = cast(list[str], self.redis.zrangebyscore(
-                self.keys.expiry(project), "-inf", now, start=0, num=limit))
-            if not members:
-                continue
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(self.keys.index(project),
-                          *(member.partition("/")[2] for member in members))
-                pipe.zrem(self.keys.expiry(project), *members)
-                pipe.execute()
-            reaped += len(members)
-        return reaped
+        """Drop from each project's index up to `limit` operations whose hash has expired,
+        examining at most `limit` of its entries old enough to have (one script each)."""
+        horizon = now_micros() - self.retention_seconds * 1_000_000
+        return sum(int(self._reap(
+            keys=[self.keys.index(project), self.keys.reaped(project)],
+            args=[horizon, limit, self.keys.operation(project, "")]))
+            for project in self.projects.all())
 
     def shared_secret(self) -> bytes:
         """A random 32-byte key shared by every process of this deployment, made on first use."""
@@ -399,9 +391,14 @@ class OperationStore:
 
     def changes_after(self, project: str, after: str,
                       count: int = 100) -> list[tuple[str, dict[str, str]]]:
-        """Up to `count` entries of a project's change stream newer than entry `after`."""
-        return cast(list[tuple[str, dict[str, str]]],
-                    self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
+        """Up to `count` entries of a project's change stream newer than entry `after`, each
+        with the `name` of its operation, its `event` and the `state` it left."""
+        entries = cast(list[tuple[str, dict[str, str]]],
+                       self.redis.xrange(self.keys.events(project), f"({after}", "+", count=count))
+        # Stored with the operation id alone: the project is the stream's own.
+        return [(entry, {"name": operation_name(project, change["id"]),
+                         "event": change["event"], "state": change["state"]})
+                for entry, change in entries]
 
     def cancellations(self, refs: list[tuple[str, str]]) -> list[tuple[State | None, int | None]]:
         """For (project, id) pairs: each one's state and when its cancellation was asked for."""

@@ -12,7 +12,8 @@
 -- ARGV[3] project   ARGV[4] most not-done operations a project may have (0: no limit)
 -- ARGV[5] the project's changes channel   ARGV[6] stream length bound   ARGV[7] job
 -- ARGV[8] the command announcing a change (PUBLISH, or SPUBLISH on a cluster)
--- ARGV[9..] per operation: id, name, '1' when it has a requestId, its task message ('' for
+-- ARGV[9..] per operation: id, its stored form (core/stored_ids.py: in its index entry),
+--           '1' when it has a requestId, its task message ('' for
 --           none), when that message is due ('' to push it on a broker queue, a list; else
 --           a score: it is an entry of the task outbox, a sorted set), n, then n field,
 --           value pairs of its new hash
@@ -25,7 +26,7 @@
 local ops, at = {}, 9
 while at <= #ARGV do
   local i = #ops + 1
-  local op = {id = ARGV[at], name = ARGV[at + 1], hash = KEYS[2 + 3 * i],
+  local op = {id = ARGV[at], stored = ARGV[at + 1], hash = KEYS[2 + 3 * i],
               request = ARGV[at + 2] == '1' and KEYS[3 + 3 * i] or nil,
               queue = KEYS[4 + 3 * i], message = ARGV[at + 3], due = ARGV[at + 4],
               first = at + 6, last = at + 5 + 2 * tonumber(ARGV[at + 5])}
@@ -64,12 +65,13 @@ for _, op in ipairs(ops) do
     local stamp = string.format('%.0f', created)
     created = created + 1
     redis.call('HSET', op.hash, 'ct', stamp, 'ut', stamp, unpack(ARGV, op.first, op.last))
-    redis.call('ZADD', KEYS[1], stamp, op.id)
+    redis.call('ZADD', KEYS[1], stamp, op.stored)
     if op.request then redis.call('SET', op.request, op.id, 'EX', ARGV[2]) end
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
-               'name', op.name, 'event', 'create', 'state', 'PENDING', 'time', stamp)
-    redis.call(ARGV[8], ARGV[5], cjson.encode({name = op.name, project = ARGV[3],
-                                                 event = 'create', state = 'PENDING'}))
+               'id', op.id, 'event', 'create', 'state', 'PENDING')
+    redis.call(ARGV[8], ARGV[5], cjson.encode({
+      name = 'projects/' .. ARGV[3] .. '/operations/' .. op.id, project = ARGV[3],
+      event = 'create', state = 'PENDING'}))
     if op.due ~= '' then
       redis.call('ZADD', op.queue, op.due, op.message)
     elseif op.message ~= '' then
@@ -81,7 +83,6 @@ end
 if fresh > 0 then
   redis.call('HINCRBY', KEYS[2], ARGV[3], fresh)
   redis.call('HINCRBY', KEYS[4], 'created|' .. job .. '|', fresh)
-  redis.call('HINCRBY', KEYS[4], 'active|' .. job .. '|PENDING', fresh)
   redis.call('EXPIRE', KEYS[3], ARGV[2])  -- an idle project's stream goes with its operations
 end
 return out

@@ -17,6 +17,7 @@ from core.config import Settings
 from core.errors import ResourceExhausted
 from core.states import Event
 from core.store import OperationStore, operation_store
+from core.stored_ids import stored_id
 from tests.redis_deployments import ClusterDeployment, cluster_unavailable, shared_cluster
 
 PROJECTS = [f"p{n}-{uuid.uuid4().hex[:6]}" for n in range(12)]
@@ -58,7 +59,8 @@ def test_sweeps_and_counters_reach_the_projects_of_every_shard(
         running.append((project, operation.id))
         done, _ = store.create(project, str(uuid.uuid4()), "demo.sleep")
         store.apply(project, done.id, Event.REQUEST_CANCEL)
-        store.redis.zadd(store.keys.expiry(project), {f"{project}/{done.id}": 0})  # due
+        store.redis.delete(store.keys.operation(project, done.id))  # expired, created
+        store.redis.zadd(store.keys.index(project), {stored_id(done.id): 1})  # long ago
     assert sorted(store.expired_leases(limit=100)) == sorted(running)
     assert store.reap_expired() == len(PROJECTS)
     assert store.renew_leases(running, 60) == len(PROJECTS)

@@ -18,7 +18,7 @@ import requests
 from core.config import Settings
 from core.errors import RETRY_INFO, Unavailable
 from core.keyspace import Keys
-from core.names import new_operation_id
+from core.names import new_operation_id, operation_name
 from core.states import TERMINAL, Event, State
 from core.store import operation_store
 from tests.stack import Api, Stack, eventually, redis_url, running_stack
@@ -97,7 +97,7 @@ def test_every_acknowledged_operation_survives_a_primary_kill_and_ends_once(
     client = stack.redis()
     entries = client.xrange(Keys(stack.prefix).events(project))
     client.close()
-    endings = Counter(fields["name"] for _, fields in entries
+    endings = Counter(operation_name(project, fields["id"]) for _, fields in entries
                       if fields["state"] in {state.value for state in TERMINAL})
     # A create refused UNAVAILABLE may have been stored after all (retry it with the same
     # requestId to get the same operation): what matters is that none acknowledged is lost.

@@ -95,7 +95,7 @@ def test_a_consumer_group_sees_every_transition_of_a_job_in_order(api: Api,
     def read() -> bool:
         for _, entries in client.xreadgroup("auditors", "a1", {stream: ">"}, count=100) or []:
             for entry_id, fields in entries:
-                if fields["name"] == name:
+                if fields["id"] == name.rsplit("/", 1)[1]:
                     seen.append(fields["event"])
                 client.xack(stream, "auditors", entry_id)
         return "succeed" in seen

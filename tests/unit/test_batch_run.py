@@ -17,6 +17,7 @@ from core.config import Settings
 from core.errors import ResourceExhausted
 from core.jobs import registry
 from core.store import NewOperation, OperationStore
+from core.stored_ids import wire_id
 from tests.fakes import RecordingDispatcher
 
 URL = "/v1/projects/demo/jobs/demo.sleep:batchRun"
@@ -197,7 +198,7 @@ def test_the_store_creates_in_one_step_with_one_stream_entry_each(
         [(ids[0], True), (ids[1], True), (ids[2], True), (ids[1], False)]
     assert made[3][0].labels == {"a": "b"}
     scores = store.redis.zrange(store.keys.index("demo"), 0, -1, withscores=True)
-    assert [i for i, _ in scores] == ids[:3]
+    assert [wire_id(i) for i, _ in scores] == ids[:3]
     assert store.redis.hget(store.keys.queued("demo"), "demo") == "3"
     events = store.redis.xrange(store.keys.events("demo"))
     assert [fields["event"] for _, fields in events] == ["create"] * 3

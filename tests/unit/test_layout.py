@@ -32,15 +32,15 @@ def test_a_store_of_the_first_layout_is_refused_not_misread(
 
 def test_a_store_of_another_layout_version_is_refused(settings: Settings,
                                                       redis: fakeredis.FakeRedis) -> None:
-    redis.set(Keys(settings.key_prefix).layout(), "3")
-    with pytest.raises(LayoutMismatch, match="is in key layout 3"):
+    redis.set(Keys(settings.key_prefix).layout(), "2")
+    with pytest.raises(LayoutMismatch, match="is in key layout 2"):
         operation_store(settings, redis)
 
 
 def test_every_key_of_a_project_has_the_project_as_its_hash_tag() -> None:
     keys = Keys("opqueue")
     for key in (keys.operation("p-1", "x"), keys.index("p-1"), keys.request("p-1", "r"),
-                keys.expiry("p-1"), keys.leases("p-1"), keys.queued("p-1"),
+                keys.reaped("p-1"), keys.leases("p-1"), keys.queued("p-1"),
                 keys.events("p-1"), keys.outbox("p-1"), keys.task_outbox("p-1"),
                 keys.deliveries("p-1", "x"), keys.metrics("p-1"), keys.changes("p-1")):
         assert key.startswith("opqueue:{p-1}:"), key

@@ -8,10 +8,12 @@ import redis.retry
 from redis.exceptions import RedisClusterException
 
 import core.store
-from core import names, record
+from core import metrics, names, record
 from core.config import Settings
-from core.states import Event, State
+from core.states import TERMINAL, Event, State
 from core.store import NewOperation, OperationStore, Push, operation_store
+from core.stored_ids import stored_id
+from core.timestamps import now_micros
 
 
 def make_operation(store: OperationStore, project: str = "demo", **kwargs: Any) -> str:
@@ -194,16 +196,66 @@ def test_listing_skips_and_unindexes_operations_that_expired(store: OperationSto
     store.redis.delete(store.keys.operation("demo", gone))
     page = store.list_page("demo", 10)
     assert [op.id for op in page.operations] == [kept]
-    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [kept]
+    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [stored_id(kept)]
 
 
-def test_reaping_removes_expired_operations_from_the_index(store: OperationStore) -> None:
+def _expired(store: OperationStore, operation_id: str, created: int) -> None:
+    """Make an operation look created at `created` (µs) and, if it is done, expired."""
+    store.redis.zadd(store.keys.index("demo"), {stored_id(operation_id): created})
+    if store.state("demo", operation_id) in TERMINAL:
+        store.redis.delete(store.keys.operation("demo", operation_id))
+
+
+def test_a_done_operation_expires_by_itself_and_is_reaped_from_the_index(
+        store: OperationStore) -> None:
     operation_id = make_operation(store)
     store.apply("demo", operation_id, Event.REQUEST_CANCEL)
-    store.redis.zadd(store.keys.expiry("demo"), {f"demo/{operation_id}": 0})  # due long ago
+    assert 0 < store.redis.ttl(store.keys.operation("demo", operation_id)) <= \
+        store.retention_seconds
+    _expired(store, operation_id, created=1)
     assert store.reap_expired() == 1
     assert store.redis.zcard(store.keys.index("demo")) == 0
     assert store.reap_expired() == 0
+
+
+def test_the_reaper_passes_over_operations_that_live_long_at_the_old_end(
+        store: OperationStore) -> None:
+    running = [make_operation(store) for _ in range(2)]
+    done = [make_operation(store) for _ in range(2)]
+    for operation_id in done:
+        store.apply("demo", operation_id, Event.REQUEST_CANCEL)
+    for created, operation_id in enumerate([*running, *done], start=1):
+        _expired(store, operation_id, created)
+    assert store.reap_expired(limit=2) == 0  # the two still running, oldest first
+    assert store.reap_expired(limit=2) == 2  # then on past them
+    assert store.reap_expired(limit=2) == 0  # the end: next round from the oldest again
+    store.apply("demo", running[0], Event.REQUEST_CANCEL)
+    _expired(store, running[0], 1)
+    assert store.reap_expired(limit=2) == 1
+    assert store.redis.zrange(store.keys.index("demo"), 0, -1) == [stored_id(running[1])]
+
+
+def test_an_operation_younger_than_the_retention_is_not_examined(
+        store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    store.redis.delete(store.keys.operation("demo", operation_id))
+    assert store.reap_expired() == 0  # it cannot have expired yet
+    assert store.redis.zcard(store.keys.index("demo")) == 1
+
+
+def test_a_done_operation_keeps_no_field_its_others_imply(store: OperationStore) -> None:
+    operation_id = make_operation(store)
+    store.apply("demo", operation_id, Event.START, {record.START_TIME: now_micros()},
+                increment=(record.ATTEMPT,), take_lease=30)
+    store.apply("demo", operation_id, Event.PROGRESS, {record.PROGRESS_PERCENT: 40})
+    store.apply("demo", operation_id, Event.SUCCEED, {record.PROGRESS_PERCENT: 100})
+    raw = store.redis.hgetall(store.keys.operation("demo", operation_id))
+    assert not {record.UPDATE_TIME, record.PROGRESS_PERCENT, record.LEASE,
+                record.CHANGE_TOKEN} & set(raw)
+    operation = store.get("demo", operation_id)
+    assert operation is not None
+    assert (operation.progress_percent, operation.update_time, operation.attempt) == \
+        (100, operation.end_time, 1)
 
 
 def test_every_change_is_announced_and_recorded_in_the_project_stream(
@@ -220,11 +272,9 @@ def test_every_change_is_announced_and_recorded_in_the_project_stream(
                 for event, state in [("create", "PENDING"), ("request_cancel", "CANCELLED"),
                                      ("delete", "CANCELLED")]]
     assert announced == expected
-    recorded = [fields for _, fields in store.redis.xrange(store.keys.events("demo"))]
-    assert [{k: v for k, v in fields.items() if k != "time"} for fields in recorded] == [
-        {"name": name, "event": event, "state": state} for _, event, state in
-        [(e["name"], e["event"], e["state"]) for e in expected]]
-    assert all(int(fields["time"]) > 0 for fields in recorded)
+    recorded = [fields for _, fields in store.changes_after("demo", "0-0")]
+    assert recorded == [{"name": name, "event": e["event"], "state": e["state"]}
+                        for e in expected]
 
 
 def test_the_shared_secret_is_made_once(store: OperationStore) -> None:
@@ -300,3 +350,19 @@ def test_a_workers_store_waits_for_the_store_to_answer_before_connecting(
         return
     assert make_operation(operation_store(settings, patient=True))
     assert not refusals
+
+
+def test_counters_follow_each_operation_through_its_changes(store: OperationStore) -> None:
+    done, cancelled, deleted, _still_waiting = (make_operation(store) for _ in range(4))
+    for operation_id in (done, deleted):
+        store.apply("demo", operation_id, Event.START, {record.START_TIME: now_micros()},
+                    take_lease=30)
+    store.apply("demo", done, Event.SUCCEED)
+    store.apply("demo", cancelled, Event.REQUEST_CANCEL)
+    store.delete("demo", deleted)
+    counted = metrics.read(store.redis, store.keys)
+    assert counted.created == {"demo.sleep": 4}
+    assert counted.finished == {("demo.sleep", "SUCCEEDED"): 1, ("demo.sleep", "CANCELLED"): 1}
+    assert {key: n for key, n in counted.active.items() if n} == {("demo.sleep", "PENDING"): 1}
+    assert (counted.wait["demo.sleep"].count, counted.run["demo.sleep"].count) == (2, 1)
+    assert counted.run["demo.sleep"].buckets["+Inf"] == 1
