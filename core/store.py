@@ -340,12 +340,13 @@ class OperationStore:
 
     def reap_expired(self, limit: int = 100) -> int:
         """Drop from each project's index up to `limit` operations whose hash has expired,
-        examining at most `limit` of its entries old enough to have (one script each)."""
+        examining at most `limit` of its entries old enough to have (one script for each
+        project that has such entries; the others cost one pipelined read together)."""
         horizon = now_micros() - self.retention_seconds * 1_000_000
         return sum(int(self._reap(
             keys=[self.keys.index(project), self.keys.reaped(project)],
             args=[horizon, limit, self.keys.operation(project, "")]))
-            for project in self.projects.all())
+            for project in self.projects.due(self.keys.index, horizon))
 
     def shared_secret(self) -> bytes:
         """A random 32-byte key shared by every process of this deployment, made on first use."""
